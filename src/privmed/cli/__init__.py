@@ -1,0 +1,33 @@
+"""The ``privmed`` command: a thin layer over the API, one module per command group."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from privmed import __version__
+from privmed.cli._common import PrivmedGroup
+
+app = typer.Typer(
+    cls=PrivmedGroup,
+    name="privmed",
+    help="Release medical images (synthetic or privatized) under a differential-privacy guarantee you can defend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"privmed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
