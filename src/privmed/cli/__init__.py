@@ -31,3 +31,13 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+train_app = typer.Typer(cls=PrivmedGroup, no_args_is_help=True, help="Train a generative model or an invertible flow on private data.")
+evaluate_app = typer.Typer(cls=PrivmedGroup, no_args_is_help=True, help="Judge a release: utility on real data, fidelity, diversity, leakage.")
+privatize_app = typer.Typer(cls=PrivmedGroup, no_args_is_help=True, help="Release a privatized copy of a dataset (local DP per image).")
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(privatize_app, name="privatize")
+
+# Command registrations: each command group or command lives in its own module under privmed/cli/.
