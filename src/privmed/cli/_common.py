@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -19,7 +18,7 @@ err_console = Console(stderr=True)
 class PrivmedGroup(TyperGroup):
     """A command group that reports a :class:`PrivmedError` as one red line and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PrivmedError as exc:
