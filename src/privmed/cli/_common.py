@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from privmed.errors import PrivmedError
@@ -22,7 +23,7 @@ class PrivmedGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except PrivmedError as exc:
-            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print("[bold red]error:[/bold red]", escape(str(exc)), highlight=False, emoji=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
 

@@ -1,0 +1,141 @@
+"""What the PneumoniaMNIST benchmarks share: data splits, a results file that grows row by row."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shlex
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from privmed.data.dataset import ImageDataset
+from privmed.fileio import write_json_atomic, write_text_atomic
+from privmed.methods.flow_training import FlowTrainer, TrainedFlow, load_trained_flow
+from privmed.models.flows import InvertibleFlow
+from privmed.runs import RunDirectory
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "pneumoniamnist.npz"
+RESULTS_DIR = REPO / "benchmarks" / "results"
+RUNS_DIR = REPO / "benchmarks" / "runs"
+
+
+def command_line() -> str:
+    """The exact command that is running, for the results file."""
+    return shlex.join([Path(sys.executable).name, *sys.argv]).replace(str(REPO) + "/", "")
+
+
+def load_pneumonia(path: Path) -> tuple[ImageDataset, ImageDataset]:
+    """PneumoniaMNIST train (4708) and test (624) splits, uint8 / 255, in file order; label 1 = pneumonia."""
+    arrays = np.load(path)
+
+    def split(name: str) -> ImageDataset:
+        images = arrays[f"{name}_images"][:, None].astype(np.float32) / 255.0
+        ids = [f"pneumoniamnist:{name}:{i}" for i in range(images.shape[0])]
+        labels = arrays[f"{name}_labels"].reshape(-1).astype(np.int64)
+        return ImageDataset(images=images, subjects=ids, sources=ids, labels=labels, class_names=("normal", "pneumonia"),
+                            name=f"pneumoniamnist:{name}", subjects_known=False)
+
+    return split("train"), split("test")
+
+
+def public_private_split(train: ImageDataset, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """Split the training images in two random halves: a public half for the flows, a private half to release.
+
+    The flows must not be trained on the images they privatize: their training is not covered by the
+    Laplace guarantee. The public half stands in for another hospital's (or a public) archive.
+    """
+    order = np.random.default_rng(seed).permutation(len(train))
+    half = len(train) // 2
+    public = train.subset(np.sort(order[:half]))
+    private = train.subset(np.sort(order[half:]))
+    return public, private
+
+
+FLOW_NAMES = ("cinn", "glow-mixture", "glow-normal")
+
+
+def flow_training_set(name: str, public: ImageDataset) -> ImageDataset:
+    """The public images each benchmark flow learns: all of them, or the normal ones (label 0) only."""
+    return public.subset(np.flatnonzero(public.labels == 0)) if name == "glow-normal" else public
+
+
+def ensure_flow(name: str, flow: InvertibleFlow, data: ImageDataset, epochs: int, seed: int = 0) -> TrainedFlow:
+    """Train ``flow`` on ``data`` into benchmarks/runs/NAME (resuming a partial run), or load it if done."""
+    run = RunDirectory(RUNS_DIR / name)
+    config = {"flow": flow.config, "data": data.name, "records": len(data), "epochs": epochs, "seed": seed}
+    checkpoint = run.load_checkpoint() if run.config_path.exists() else None
+    if checkpoint is not None and int(checkpoint["epoch"]) >= epochs:
+        return load_trained_flow(run.path)
+    run.create(config, resume=run.config_path.exists())
+    trainer = FlowTrainer(flow, epochs=epochs, batch_size=64, learning_rate=1e-3, seed=seed)
+    trainer.fit(
+        data,
+        run=run,
+        resume=checkpoint is not None,
+        on_epoch=lambda epoch, row: logging.getLogger("benchmarks").info("%s epoch %d: %s", name, epoch, row),
+    )
+    return load_trained_flow(run.path)
+
+
+@dataclass
+class ResultsFile:
+    """A JSON + Markdown results pair, rewritten (atomically) after every row so a crash loses one row at most."""
+
+    stem: Path
+    title: str
+    columns: list[tuple[str, str]]
+    key: tuple[str, ...]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        path = self.stem.with_suffix(".json")
+        if path.exists():
+            previous = json.loads(path.read_text())
+            self.rows, self.runs = previous.get("rows", []), previous.get("runs", [])
+        self.runs.append(
+            {
+                "command": command_line(),
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU shared with other jobs",
+                "torch": torch.__version__,
+            }
+        )
+
+    def put(self, row: dict[str, Any]) -> None:
+        """Add a row, replacing an earlier row with the same key, and rewrite both files."""
+        row = {**row, "run": len(self.runs) - 1}
+        self.rows = [r for r in self.rows if tuple(r.get(k) for k in self.key) != tuple(row.get(k) for k in self.key)]
+        self.rows.append(row)
+        self.write()
+
+    def write(self) -> None:
+        write_json_atomic(self.stem.with_suffix(".json"), {"title": self.title, "runs": self.runs, "notes": self.notes, "rows": self.rows})
+        lines = [f"# {self.title}", ""]
+        for index, run in enumerate(self.runs):
+            lines.append(f"- run {index}, {run['started']}: `{run['command']}` ({run['machine']}; torch {run['torch']})")
+        lines += ["", "| " + " | ".join(header for _, header in self.columns) + " |", "|" + "---|" * len(self.columns)]
+        for row in self.rows:
+            lines.append("| " + " | ".join(_cell(row.get(name)) for name, _ in self.columns) + " |")
+        if self.notes:
+            lines += ["", "Notes:", ""] + [f"- {note}" for note in self.notes]
+        write_text_atomic(self.stem.with_suffix(".md"), "\n".join(lines) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value == float("inf"):
+            return "inf"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)

@@ -1,0 +1,136 @@
+"""``privmed train dpwgan``: a DP-WGAN of image + label pairs (seed 000), with checkpoints and resume."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from privmed.cli._common import console
+from privmed.errors import PrivmedError
+
+if TYPE_CHECKING:
+    from privmed.methods.dpwgan import DPWGAN
+    from privmed.methods.training import TrainingProgress
+    from privmed.privacy.report import PrivacyReport
+
+
+class Unit(str, Enum):
+    patch = "patch"
+    image = "image"
+    patient = "patient"
+
+
+@contextmanager
+def training_progress(label: str) -> Iterator[Callable[[TrainingProgress], None]]:
+    """A rich progress bar over private steps; yields the ``on_progress`` callback to hand to the method."""
+    with Progress(
+        TextColumn(f"[bold]{label}[/bold] epoch {{task.fields[epoch]}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("critic {task.fields[critic]} | generator {task.fields[generator]} | epsilon {task.fields[epsilon]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(label, total=None, epoch="-", critic="-", generator="-", epsilon="-")
+
+        def on_progress(event: TrainingProgress) -> None:
+            fields: dict[str, Any] = {"epoch": f"{event.epoch}/{event.total_epochs}", "epsilon": f"{event.epsilon:.3g}"}
+            if "critic_loss" in event.metrics:
+                fields["critic"] = f"{event.metrics['critic_loss']:+.4f}"
+            if "generator_loss" in event.metrics:
+                fields["generator"] = f"{event.metrics['generator_loss']:+.4f}"
+            progress.update(task, completed=event.step, total=event.total_steps, **fields)
+
+        yield on_progress
+
+
+def print_report(report: PrivacyReport, run_dir: Path | None = None) -> None:
+    """The guarantee as a table, then the notes (how the run differs from the paper, warnings)."""
+    table = Table(title="privacy guarantee", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("guarantee", report.summary_line())
+    table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
+    table.add_row("delta", f"{report.delta:.3g}")
+    table.add_row("private units", f"{report.n_units} {report.unit}s")
+    if report.noise_multiplier is not None:
+        table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
+                      f"clipping bound {report.max_grad_norm:g}, {report.steps} critic steps")
+    if report.group_privacy:
+        table.add_row("per patient", report.group_privacy["statement"])
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]-[/yellow] {note}", highlight=False)
+    if run_dir is not None:
+        console.print(f"run directory: {run_dir} (privacy.json, metrics.csv, checkpoints/latest.pt, samples/)")
+
+
+def train_dpwgan(model: DPWGAN, data_ref: str, *, resume: bool, label: str = "DP-WGAN") -> PrivacyReport:
+    """Load ``data_ref`` and fit ``model`` behind a progress bar; return its privacy report."""
+    from privmed.data import load
+
+    dataset = load(data_ref)
+    with training_progress(label) as on_progress:
+        model.on_progress = on_progress
+        model.fit(dataset, resume=resume, data_ref=data_ref)
+    return model.privacy_report()
+
+
+def train(
+    data: str | None = typer.Option(None, "--data", help="Image + label pairs: a dataset ref (PATH, PATH:SPLIT, phantom:train). Optional with --resume."),
+    out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
+    epsilon: float | None = typer.Option(None, "--epsilon", help="Target epsilon for the whole run; 'inf' trains without DP (a reference). Required unless --resume."),
+    delta: float | None = typer.Option(None, "--delta", help="Delta; default 1/(N+1) for N private units (it must be below 1/N)."),
+    unit: Unit = typer.Option(Unit.patch, "--unit", help="What epsilon protects: one patch, every patch of an image, or every patch of a patient."),
+    patch_size: int = typer.Option(64, "--patch-size", help="Patch side when the data holds whole images (32, 64, 96, 128, ...)."),
+    patches_per_subject: int = typer.Option(1000, "--patches-per-subject", min=1, help="Patches cut per subject (half centred on label pixels, seed 000)."),
+    epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs of 1/q critic steps each (q = batch size / private units)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Critic steps in total; replaces --epochs."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Expected private units per Poisson batch (sample rate q = this / units)."),
+    base_channels: int = typer.Option(64, "--base-channels", min=1, help="Width of the generator and critic (features of the first level)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for networks, patches, batches, latents and noise."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
+) -> None:
+    """Train a DP-WGAN of image + label pairs: the critic learns with DP-SGD, the generator by post-processing.
+
+    Seed 000's defaults: RMSprop lr 5e-5, 5 critic steps per generator step, batch 32, weight clipping 0.01,
+    clipping bound 1, latent 128. Each critic step draws a fresh Poisson batch and is one accountant step; the
+    noise is calibrated so the planned steps spend exactly --epsilon, and training stops there. The planned
+    epsilon is reserved in the budget ledger before training and settled at the end.
+    """
+    from privmed.methods.dpwgan import DPWGAN
+
+    if resume:
+        model = DPWGAN.from_run(out)
+        config_ref = model_config_ref(out)
+        data = data or config_ref
+        if data is None:
+            raise PrivmedError(f"{out}: the run does not record its data: pass --data again")
+    else:
+        if epsilon is None:
+            raise PrivmedError("--epsilon is required (use 'inf' for a non-private reference)")
+        if data is None:
+            raise PrivmedError("--data is required to start a run")
+        model = DPWGAN(
+            epsilon, delta=delta, unit=unit.value, patch_size=patch_size, patches_per_subject=patches_per_subject,
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size, generator_channels=base_channels,
+            critic_channels=base_channels, seed=seed, run_dir=out,
+        )
+    report = train_dpwgan(model, data, resume=resume)
+    console.print(f"training done: {report.steps} critic steps; the privacy budget of this run is spent")
+    print_report(report, out)
+
+
+def model_config_ref(run_dir: Path) -> str | None:
+    """The data ref a run was started with (None if it was not recorded)."""
+    from privmed.runs import RunDirectory
+
+    return RunDirectory(run_dir).read_config().get("data", {}).get("ref")

@@ -1,0 +1,224 @@
+"""``privmed train flow`` and ``privmed privatize cadp | dpglow | pixel-ldp``: flows and local DP per image."""
+
+from __future__ import annotations
+
+import uuid
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from privmed.cli._common import console, err_console
+from privmed.errors import DataError, PrivmedError
+
+if TYPE_CHECKING:
+    from privmed.data.dataset import ImageDataset
+    from privmed.methods.flow_training import TrainedFlow
+    from privmed.methods.local_dp import LaplacePrivatizer
+
+FLOW_NOT_PRIVATE = (
+    "flow training is not differentially private: train the flow on public data, or on data whose use is "
+    "otherwise authorized, never on the images you will privatize"
+)
+
+
+class Coupling(str, Enum):
+    glow = "glow"
+    gin = "gin"
+
+
+class OutputFormat(str, Enum):
+    npz = "npz"
+    png = "png"
+
+
+def train(
+    data: str = typer.Option(..., "--data", help="Training images (a dataset ref: PATH, PATH:SPLIT, phantom-classes:train). Use public data: this training is not DP."),
+    out: Path = typer.Option(..., "--out", help="Flow directory to create (config.json, metrics.csv, checkpoints/latest.pt, samples/)."),
+    conditional: bool = typer.Option(False, "--conditional", help="Condition every coupling on the class label (a cINN, as CADP uses); needs labelled data."),
+    coupling: Coupling = typer.Option(Coupling.glow, "--coupling", help="glow: ActNorm, LU 1x1 conv, affine coupling; gin: permutation and volume-preserving coupling."),
+    levels: int = typer.Option(2, "--levels", min=1, help="Multi-scale levels; height and width must be divisible by 2**levels."),
+    depth: int = typer.Option(4, "--depth", min=1, help="Flow steps per level."),
+    hidden: int = typer.Option(32, "--hidden", min=1, help="Channels of each coupling network."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs (with --resume: the total to reach)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Mini-batch size."),
+    learning_rate: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initialization, shuffling and dequantization noise."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved architecture and settings are used; --epochs may extend it)."),
+) -> None:
+    """Train an invertible flow (multi-scale Glow or conditional INN) by maximum likelihood.
+
+    Reports bits/dim per epoch (metrics.csv), writes atomic checkpoints and a grid of samples, and keeps the per-dimension range of the training latents for DP-GLOW. Not private: train the flow on public data; CADP and DP-GLOW then protect the images they privatize, not this training set.
+    """
+    from privmed.data import load
+    from privmed.methods.flow_training import FlowTrainer
+    from privmed.models.flows import ConditionalINN, Glow, build_flow
+    from privmed.privacy.ledger import dataset_key
+    from privmed.runs import RunDirectory
+
+    dataset = load(data)
+    if len(dataset.spatial_shape) != 2:
+        raise DataError(f"{data}: flows take 2D images, got spatial shape {dataset.spatial_shape}")
+    run = RunDirectory(out)
+    if resume:
+        config = run.read_config()
+        flow = build_flow(config["flow"])
+        config["epochs"] = epochs
+    else:
+        image_shape = (dataset.n_channels, *dataset.spatial_shape)
+        if conditional:
+            if dataset.labels is None:
+                raise DataError(f"{data}: --conditional needs class labels, and this data has none")
+            flow = ConditionalINN(image_shape, dataset.n_classes, levels, depth, hidden, coupling.value, seed)
+        else:
+            flow = Glow(image_shape, levels, depth, hidden, coupling.value, 0, seed)
+        config = {
+            "command": "privmed train flow",
+            "data": data,
+            "flow": flow.config,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+        }
+    run.create(config, resume=resume)
+    err_console.print(f"[yellow]note:[/yellow] {FLOW_NOT_PRIVATE}", highlight=False)
+    trainer = FlowTrainer(flow, epochs=config["epochs"], batch_size=config["batch_size"], learning_rate=config["learning_rate"], seed=config["seed"])
+    with Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bits/dim {task.fields[bpd]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("train", total=None, epoch=1, epochs=config["epochs"], bpd="-")
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        def on_epoch(epoch: int, row: dict[str, float]) -> None:
+            progress.update(task, epoch=min(epoch + 1, config["epochs"]), bpd=f"{row['train_bits_per_dim']:.3f}", completed=0)
+            progress.console.print(f"epoch {epoch}: {row['train_bits_per_dim']:.4f} bits/dim")
+
+        trainer.fit(dataset, run=run, resume=resume, data_key=dataset_key(dataset), on_epoch=on_epoch, on_batch=on_batch)
+    grid = trainer.save_samples(run.samples_dir / "samples.png")
+    console.print(f"flow saved in {run.path} (checkpoints/latest.pt); samples in {grid}")
+
+
+def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output_format: OutputFormat, seed: int | None, trained: TrainedFlow | None, description: str) -> None:
+    """Reserve the budget, privatize, write data and privacy.json, settle, print the guarantee."""
+    from privmed.data import save
+    from privmed.privacy.ledger import BudgetLedger, dataset_key
+    from privmed.privacy.units import PrivacyUnit
+
+    privacy_path = out / "privacy.json"
+    if privacy_path.exists():
+        raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
+    method.check_data(dataset)
+    key = dataset_key(dataset)
+    if trained is not None and trained.data_key == key:
+        err_console.print(
+            f"[bold yellow]warning:[/bold yellow] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
+            highlight=False,
+        )
+    unit = PrivacyUnit.IMAGE if dataset.record_kind == "image" else PrivacyUnit.RECORD
+    ledger = BudgetLedger()
+    release_id = f"{method.method_name}-{uuid.uuid4().hex[:12]}"
+    ledger.reserve(key, release_id, method.release_epsilon, 0.0, unit, description)
+    with console.status(f"privatizing {len(dataset)} images with {method.method_name}"):
+        privatized = method.privatize(dataset, seed=seed)
+    report = method.privacy_report()
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = save(privatized, out / f"data.{output_format.value}" if output_format is OutputFormat.npz else out / "images", format=output_format.value)
+    report.to_json(privacy_path)
+    ledger.settle(release_id, report.epsilon)
+    _print_report(report.to_dict(), data_path, privacy_path)
+
+
+def _print_report(report: dict[str, Any], data_path: Path, privacy_path: Path) -> None:
+    table = Table(title="release guarantee", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("epsilon", f"{report['epsilon']:.6g} per {report['unit']} (pure DP, delta 0)")
+    table.add_row("mechanism", f"{report['mechanism']}, scale {report['laplace_scale']:.6g}, L1 sensitivity {report['sensitivity']:.6g}")
+    table.add_row("records", str(report["n_units"]))
+    console.print(table)
+    for note in report["notes"]:
+        console.print(f"[yellow]-[/yellow] {note}", highlight=False)
+    console.print(f"wrote {data_path} and {privacy_path}")
+
+
+def _load_flow(flow_dir: Path) -> TrainedFlow:
+    from privmed.methods.flow_training import load_trained_flow
+
+    return load_trained_flow(flow_dir)
+
+
+def cadp(
+    flow_dir: Path = typer.Argument(..., help="A flow directory from 'privmed train flow' (use --conditional for CADP proper)."),
+    data: str = typer.Option(..., "--data", help="The images to privatize (a dataset ref)."),
+    epsilon: float = typer.Option(..., "--epsilon", help="Epsilon per image (pure DP)."),
+    clip: float = typer.Option(..., "--clip", help="L1 radius S each image's latent is clipped to (seed 002: min(epsilon/2, 4))."),
+    out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
+    paper_scale: bool = typer.Option(False, "--paper-scale", help="Use seed 002's noise S/epsilon; the report then states the true epsilon, twice the nominal."),
+    output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
+) -> None:
+    """Privatize images with CADP (seed 002): clip each latent to an L1 ball, add Laplace noise, decode.
+
+    Noise scale 2S/epsilon gives epsilon-DP per image (two clipped latents differ by up to 2S in L1). A conditional flow decodes with each image's own class label, which is released unchanged (treated as public). Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
+    """
+    from privmed.data import load
+    from privmed.methods.cadp import CADP
+
+    trained = _load_flow(flow_dir)
+    dataset = load(data)
+    method = CADP(trained.flow, epsilon, clip, paper_scale=paper_scale)
+    _release(method, dataset, out, output_format, seed, trained, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
+
+
+def dpglow(
+    flow_dir: Path = typer.Argument(..., help="A flow directory from 'privmed train flow'; its training latents set the box."),
+    data: str = typer.Option(..., "--data", help="The images to privatize (a dataset ref)."),
+    epsilon: float = typer.Option(..., "--epsilon", help="Epsilon per image (pure DP); seed 003 quotes epsilon/(H*W) per pixel."),
+    alpha: float = typer.Option(0.4, "--alpha", help="Box width as a fraction of the training latents' range per dimension (seed 003: 0.4)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
+    output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
+) -> None:
+    """Privatize images with DP-GLOW (seed 003): clip each latent to a per-dimension box, add Laplace noise, clip, decode.
+
+    The L1 sensitivity is the sum of the box widths, so the noise scale is sum(w)/epsilon for epsilon-DP per image. The report sets this beside seed 003's per-pixel convention and what its own noise calibration really gives. Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
+    """
+    from privmed.data import load
+    from privmed.methods.dpglow import DPGLOW
+
+    trained = _load_flow(flow_dir)
+    if trained.latent_min is None or trained.latent_max is None:
+        raise PrivmedError(f"{flow_dir}: the flow has no training latent range (train it to the last epoch first)")
+    dataset = load(data)
+    method = DPGLOW(trained.flow, epsilon, alpha).fit_range(trained.latent_min, trained.latent_max)
+    _release(method, dataset, out, output_format, seed, trained, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
+
+
+def pixel_ldp(
+    data: str = typer.Option(..., "--data", help="The images to privatize (a dataset ref)."),
+    epsilon: float = typer.Option(..., "--epsilon", help="Epsilon per image (pure DP); the noise scale is (values per image)/epsilon."),
+    out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
+    output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
+) -> None:
+    """Privatize images with Laplace noise on every pixel (seed 003's image-domain baseline).
+
+    Pixels lie in [0, 1], so the L1 sensitivity is the number of values per image and the noise scale is that number over epsilon. Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
+    """
+    from privmed.data import load
+    from privmed.methods.pixel_ldp import PixelLDP
+
+    dataset = load(data)
+    method = PixelLDP(epsilon).fit(dataset)
+    _release(method, dataset, out, output_format, seed, None, f"pixel LDP epsilon={epsilon:g}")

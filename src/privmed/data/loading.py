@@ -1,0 +1,98 @@
+"""``load(ref)``: from a reference string to an :class:`ImageDataset`.
+
+A reference is ``PATH`` or ``PATH:SPLIT`` (the split follows the last colon, and only counts as one
+when the part before it is an existing path or an embedded name), or one of the embedded phantoms
+``phantom[:train|test]`` (vessel images with labels) and ``phantom-classes[:train|test]`` (two
+classes), which need no files. Embedded names win over a file of the same name (write ``./phantom``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from privmed.data.dataset import ImageDataset
+from privmed.data.phantom import make_class_phantom, make_vessel_phantom
+from privmed.data.readers import Reader, reader_for
+from privmed.data.readers.base import resolve_split
+from privmed.errors import DataError
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """An embedded dataset: a generator and, per split, its default size and seed (disjoint seeds)."""
+
+    generate: Callable[..., ImageDataset]
+    splits: dict[str, tuple[int, int]]
+    size: int
+
+    def read(self, split: str, *, n: int | None = None, size: int | None = None) -> ImageDataset:
+        count, seed = self.splits[split]
+        return self.generate(n or count, size=size or self.size, seed=seed, subject_prefix=split)
+
+
+EMBEDDED: dict[str, _Embedded] = {
+    "phantom": _Embedded(make_vessel_phantom, {"train": (16, 1001), "test": (8, 1002)}, size=96),
+    "phantom-classes": _Embedded(make_class_phantom, {"train": (512, 2001), "test": (256, 2002)}, size=28),
+}
+"""Embedded refs. Options: ``n`` (images in the split) and ``size`` (pixels per side)."""
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """Split a reference into (path or embedded name, split or None)."""
+    ref = str(ref)
+    if ref in EMBEDDED or Path(ref).exists():
+        return ref, None
+    head, colon, split = ref.rpartition(":")
+    if colon and split and (head in EMBEDDED or Path(head).exists()):
+        return head, split
+    return ref, None
+
+
+def _check_options(read: Callable[..., Any], options: dict[str, Any], source: str) -> None:
+    accepted = [p.name for p in inspect.signature(read).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        allowed = ", ".join(accepted) or "none"
+        raise DataError(f"{source}: unknown option {', '.join(unknown)} (options for this source: {allowed})")
+
+
+def _annotate(data: ImageDataset, ref: str, split: str) -> ImageDataset:
+    return replace(data, metadata={**data.metadata, "ref": ref, "split": split})
+
+
+def _source(ref: str) -> tuple[str, str | None, Reader | _Embedded, list[str]]:
+    source, split = parse_ref(ref)
+    if source in EMBEDDED:
+        return source, split, EMBEDDED[source], list(EMBEDDED[source].splits)
+    path = Path(source)
+    reader = reader_for(path)
+    return source, split, reader, reader.splits(path)
+
+
+def _read(handler: Reader | _Embedded, source: str, split: str, options: dict[str, Any]) -> ImageDataset:
+    _check_options(handler.read, options, source)
+    if isinstance(handler, _Embedded):
+        return handler.read(split, **options)
+    return handler.read(Path(source), split, **options)
+
+
+def load(ref: str, **options: Any) -> ImageDataset:
+    """Read the dataset ``ref`` names (a multi-split source without a split gives its train split).
+
+    ``options`` go to the format's reader, e.g. ``label_folder="2nd_manual"`` for a DRIVE folder,
+    ``volumes=True`` for NIfTI, ``n=``/``size=`` for the phantoms.
+    """
+    source, requested, handler, available = _source(ref)
+    split = resolve_split(requested, available, source)
+    return _annotate(_read(handler, source, split, options), ref, split)
+
+
+def load_splits(ref: str, **options: Any) -> dict[str, ImageDataset]:
+    """Every split of ``ref`` (only the named one if ``ref`` has ``:SPLIT``), keyed by split name."""
+    source, requested, handler, available = _source(ref)
+    names = [resolve_split(requested, available, source)] if requested else available
+    return {name: _annotate(_read(handler, source, name, options), ref, name) for name in names}

@@ -1,0 +1,275 @@
+"""Train an invertible flow by maximum likelihood, with bits/dim, checkpoints and sample grids.
+
+This training is *not* differentially private. CADP and DP-GLOW protect the images they privatize,
+not the flow's training set: the flow must be trained on public data, or on data whose use for this
+purpose is otherwise authorized (seed 003 trains on a public set and privatizes another hospital's).
+The trained flow directory also keeps the per-dimension range of its training latents, which DP-GLOW
+uses as its clipping box; it too comes from the training data, never from the data to privatize.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from privmed.data.dataset import ImageDataset
+from privmed.errors import DataError, PrivmedError
+from privmed.models.flows import InvertibleFlow, build_flow
+from privmed.report.grids import save_pair_grid
+from privmed.runs import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+BatchCallback = Callable[[int, int], None]
+
+
+def dequantize(images: Tensor, n_bins: int = 256, generator: torch.Generator | None = None) -> Tensor:
+    """Uniform dequantization: a value on the grid {0, 1/(n_bins-1), ..., 1} becomes a uniform point of its bin.
+
+    Maximising the density of dequantized images maximises a lower bound on the discrete likelihood
+    (Theis et al. 2016), which makes bits/dim comparable across models.
+    """
+    noise = torch.rand(images.shape, generator=generator, dtype=images.dtype)
+    return (images * (n_bins - 1) + noise.to(images.device)) / n_bins
+
+
+def bits_per_dim_from_log_prob(log_prob: Tensor, n_dims: int, n_bins: int = 256) -> Tensor:
+    """Bits per dimension of discrete images from the continuous log-density of their dequantized copies."""
+    return -(log_prob - n_dims * math.log(n_bins)) / (n_dims * math.log(2.0))
+
+
+@torch.no_grad()
+def bits_per_dim(
+    flow: InvertibleFlow,
+    images: Tensor,
+    labels: Tensor | None = None,
+    n_bins: int = 256,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Mean bits/dim of ``images`` (values in [0, 1]) under ``flow``, with one dequantization draw."""
+    was_training = flow.training
+    flow.eval()
+    try:
+        values = []
+        for start in range(0, images.shape[0], batch_size):
+            batch = dequantize(images[start : start + batch_size], n_bins, generator)
+            batch_labels = None if labels is None else labels[start : start + batch_size]
+            values.append(bits_per_dim_from_log_prob(flow.log_prob(batch, batch_labels), batch[0].numel(), n_bins))
+    finally:
+        flow.train(was_training)
+    return float(torch.cat(values).mean())
+
+
+@torch.no_grad()
+def encode_all(flow: InvertibleFlow, inputs: Tensor, labels: Tensor | None = None, batch_size: int = 512) -> Tensor:
+    """Latents (N, D) of every input, in evaluation mode and without gradients."""
+    was_training = flow.training
+    flow.eval()
+    try:
+        parts = [
+            flow.encode(inputs[start : start + batch_size], None if labels is None else labels[start : start + batch_size])
+            for start in range(0, inputs.shape[0], batch_size)
+        ]
+    finally:
+        flow.train(was_training)
+    return torch.cat(parts) if parts else inputs.new_zeros(0, flow.latent_dim)
+
+
+@dataclass
+class TrainedFlow:
+    """A flow loaded from a flow directory, with what it learned about its training data.
+
+    ``latent_min``/``latent_max`` (D,) are the per-dimension range of the training latents (DP-GLOW's
+    box); ``data_key`` is the budget-ledger key of the training data, to warn when the same data is
+    privatized; ``config`` is the run's config.json.
+    """
+
+    flow: InvertibleFlow
+    latent_min: Tensor | None
+    latent_max: Tensor | None
+    data_key: str | None
+    config: dict[str, Any]
+
+
+def load_trained_flow(flow_dir: str | Path) -> TrainedFlow:
+    """Load the flow of ``privmed train flow --out FLOW_DIR`` (in evaluation mode)."""
+    run = RunDirectory(flow_dir)
+    config = run.read_config()
+    checkpoint = run.load_checkpoint()
+    if checkpoint is None or "flow_state" not in checkpoint:
+        raise PrivmedError(f"{flow_dir}: no trained flow there (no checkpoints/latest.pt)")
+    flow = build_flow(checkpoint["flow_config"])
+    flow.load_state_dict(checkpoint["flow_state"])
+    flow.eval()
+    return TrainedFlow(
+        flow=flow,
+        latent_min=checkpoint.get("latent_min"),
+        latent_max=checkpoint.get("latent_max"),
+        data_key=checkpoint.get("data_key"),
+        config=config,
+    )
+
+
+class FlowTrainer:
+    """Maximum-likelihood training of a flow, in the shape of a scikit-learn estimator.
+
+    Images are dequantized with ``n_bins`` levels and the loss is bits/dim; with ``n_bins=None``
+    (tables) the loss is the negative log-likelihood per dimension in nats. Gradients are clipped to
+    ``max_grad_norm`` for stability. After ``fit``: ``history_`` (one dict per epoch) and
+    ``latent_min_``/``latent_max_`` (the training latents' per-dimension range).
+    """
+
+    def __init__(
+        self,
+        flow: InvertibleFlow,
+        epochs: int = 10,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        n_bins: int | None = 256,
+        max_grad_norm: float = 10.0,
+        seed: int = 0,
+    ) -> None:
+        self.flow = flow
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.n_bins = n_bins
+        self.max_grad_norm = max_grad_norm
+        self.seed = seed
+        self.history_: list[dict[str, float]] | None = None
+        self.latent_min_: Tensor | None = None
+        self.latent_max_: Tensor | None = None
+
+    @property
+    def metric_name(self) -> str:
+        return "bits_per_dim" if self.n_bins else "nll_per_dim"
+
+    def _loss(self, batch: Tensor, labels: Tensor | None, generator: torch.Generator) -> Tensor:
+        n_dims = batch[0].numel()
+        if self.n_bins:
+            batch = dequantize(batch, self.n_bins, generator)
+            return bits_per_dim_from_log_prob(self.flow.log_prob(batch, labels), n_dims, self.n_bins).mean()
+        return -(self.flow.log_prob(batch, labels) / n_dims).mean()
+
+    def fit(
+        self,
+        data: ImageDataset,
+        run: RunDirectory | None = None,
+        resume: bool = False,
+        data_key: str | None = None,
+        on_epoch: EpochCallback | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> Self:
+        """Train on the images (and, for a conditional flow, the class labels) of ``data``."""
+        labels = None
+        if self.flow.conditional:
+            if data.labels is None:
+                raise DataError(f"{data.name}: a conditional flow needs class labels, and this data has none")
+            labels = torch.from_numpy(data.labels)
+        return self.fit_tensors(torch.from_numpy(data.images), labels, run, resume, data_key, on_epoch, on_batch)
+
+    def fit_tensors(
+        self,
+        inputs: Tensor,
+        labels: Tensor | None = None,
+        run: RunDirectory | None = None,
+        resume: bool = False,
+        data_key: str | None = None,
+        on_epoch: EpochCallback | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> Self:
+        """Train on a tensor of records (images (N, C, H, W) or table rows (N, D))."""
+        if inputs.shape[0] == 0:
+            raise DataError("cannot train a flow on an empty dataset")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise PrivmedError(f"epochs and batch size must be >= 1, got {self.epochs} and {self.batch_size}")
+        inputs = inputs.to(dtype=torch.float32)
+        optimizer = torch.optim.Adam(self.flow.parameters(), lr=self.learning_rate)
+        generator = torch.Generator().manual_seed(self.seed)
+        history: list[dict[str, float]] = []
+        start_epoch = 0
+        checkpoint = run.load_checkpoint() if (run is not None and resume) else None
+        if checkpoint is not None:
+            self.flow.load_state_dict(checkpoint["flow_state"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            generator.set_state(checkpoint["generator"])
+            history = list(checkpoint["history"])
+            start_epoch = int(checkpoint["epoch"])
+            self.latent_min_, self.latent_max_ = checkpoint["latent_min"], checkpoint["latent_max"]
+            run.truncate_metrics("epoch", start_epoch)
+            logger.info("resuming flow training after epoch %d", start_epoch)
+        n = inputs.shape[0]
+        batches_per_epoch = math.ceil(n / self.batch_size)
+        self.flow.train()
+        for epoch in range(start_epoch + 1, self.epochs + 1):
+            started = time.perf_counter()
+            order = torch.randperm(n, generator=generator)
+            total, count = 0.0, 0
+            for batch_index in range(batches_per_epoch):
+                idx = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+                loss = self._loss(inputs[idx], None if labels is None else labels[idx], generator)
+                if not torch.isfinite(loss):
+                    raise PrivmedError(f"flow training diverged in epoch {epoch} (loss {loss.item()}): lower the learning rate")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.max_grad_norm)
+                optimizer.step()
+                total += loss.item() * idx.numel()
+                count += idx.numel()
+                if on_batch is not None:
+                    on_batch(batch_index + 1, batches_per_epoch)
+            row = {"epoch": epoch, f"train_{self.metric_name}": total / count, "seconds": time.perf_counter() - started}
+            history.append(row)
+            if epoch == self.epochs:
+                latents = encode_all(self.flow, inputs, labels)
+                self.latent_min_, self.latent_max_ = latents.min(dim=0).values, latents.max(dim=0).values
+            if run is not None:
+                run.append_metrics(row)
+                run.save_checkpoint(self._checkpoint(optimizer, generator, history, epoch, data_key))
+            if on_epoch is not None:
+                on_epoch(epoch, row)
+        if self.latent_min_ is None:
+            latents = encode_all(self.flow, inputs, labels)
+            self.latent_min_, self.latent_max_ = latents.min(dim=0).values, latents.max(dim=0).values
+        self.flow.eval()
+        self.history_ = history
+        return self
+
+    def _checkpoint(self, optimizer: torch.optim.Optimizer, generator: torch.Generator, history: list, epoch: int, data_key: str | None) -> dict[str, Any]:
+        return {
+            "flow_config": self.flow.config,
+            "flow_state": self.flow.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "history": history,
+            "epoch": epoch,
+            "latent_min": self.latent_min_,
+            "latent_max": self.latent_max_,
+            "data_key": data_key,
+        }
+
+    @torch.no_grad()
+    def save_samples(self, path: str | Path, n: int = 32, temperature: float = 0.7) -> Path:
+        """Write a PNG grid of ``n`` samples (for a conditional flow, classes in turn) drawn at ``temperature``.
+
+        Lower temperatures (Glow uses 0.7) show the typical images of the flow rather than its tails.
+        """
+        if not hasattr(self.flow, "image_shape"):
+            raise PrivmedError("sample grids are for image flows")
+        generator = torch.Generator().manual_seed(self.seed)
+        labels = torch.arange(n) % self.flow.n_classes if self.flow.conditional else None
+        images = self.flow.sample(n, labels, temperature=temperature, generator=generator).cpu().numpy()
+        ids = np.array([f"sample{i}" for i in range(n)])
+        samples = ImageDataset(images=images, subjects=ids, sources=ids, labels=None if labels is None else labels.numpy(), name="flow samples")
+        return save_pair_grid(samples, path, n=n, columns=8, scale=2)

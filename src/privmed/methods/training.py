@@ -1,0 +1,437 @@
+"""The DP-SGD training loop that privmed's generative methods share.
+
+A method (DP-WGAN, later the AC-GAN) supplies a :class:`PrivateTask`: its networks, optimizers and
+what one private step does. :class:`DPTrainer` supplies everything around it that must be right
+for the guarantee to hold and for a run to survive a crash:
+
+- the plan (:func:`plan_training`): sample rate ``q = batch_size / n_units``, one epoch = ``1/q``
+  steps, and the noise multiplier calibrated so the planned steps end at the target epsilon;
+- every private step draws a fresh Poisson batch of privacy units and is one accountant step;
+- the budget ledger: the planned epsilon is reserved before the first step (a resume re-reserves
+  the same release id) and settled with the spent epsilon at the end;
+- the run directory: metrics.csv rows, a checkpoint (task, accountant, sampler, noise and global
+  RNG states, step counter) and privacy.json written atomically at every epoch end, so ``resume``
+  continues a killed run exactly, with its accountant intact;
+- progress through a callback (the CLI draws a progress bar with it) and ``logging``.
+
+``target_epsilon=inf`` trains the same way without clipping or noise: a non-private reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from privmed.errors import PrivacyError, PrivmedError
+from privmed.privacy.accountants import make_accountant
+from privmed.privacy.calibration import check_delta, check_epsilon, dpsgd_noise_multiplier
+from privmed.privacy.dpsgd import ClippingStats, DPGradient
+from privmed.privacy.ledger import BudgetLedger
+from privmed.privacy.report import DPSGD_MECHANISM, PrivacyReport
+from privmed.privacy.sampling import PoissonUnitSampler
+from privmed.privacy.units import PrivacyUnit
+from privmed.runs import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+NON_PRIVATE_MECHANISM = "none (non-private reference: no privacy guarantee)"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The privacy plan of a run: what is sampled, how often, and with how much noise.
+
+    ``noise_multiplier`` is None for a non-private run (``target_epsilon`` infinite). ``unit`` is
+    the :class:`PrivacyUnit` value; ``unit_word`` the concrete word for reports ("patch", "image").
+    """
+
+    target_epsilon: float
+    delta: float
+    unit: str
+    unit_word: str
+    n_units: int
+    sample_rate: float
+    steps_per_epoch: int
+    steps: int
+    noise_multiplier: float | None
+    max_grad_norm: float
+    accountant: str
+
+    @property
+    def private(self) -> bool:
+        return self.noise_multiplier is not None
+
+    @property
+    def expected_batch_units(self) -> float:
+        """The mean number of units per Poisson batch (DP-SGD divides the gradient sum by it)."""
+        return self.sample_rate * self.n_units
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the plan spans (the last one may be partial)."""
+        return math.ceil(self.steps / self.steps_per_epoch)
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["target_epsilon"] = "inf" if math.isinf(self.target_epsilon) else self.target_epsilon
+        return payload
+
+
+def plan_training(
+    *,
+    target_epsilon: float,
+    delta: float,
+    unit: PrivacyUnit | str,
+    record_kind: str,
+    n_units: int,
+    batch_size: int,
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    max_grad_norm: float = 1.0,
+    accountant: str = "rdp",
+) -> TrainingPlan:
+    """Plan a run: ``max_steps`` private steps if given, else ``epochs`` epochs of ``1/q`` steps each.
+
+    The noise multiplier is the smallest one whose epsilon after all planned steps is at most
+    ``target_epsilon`` (``privmed.privacy.calibration.dpsgd_noise_multiplier``).
+    """
+    unit = PrivacyUnit.parse(unit)
+    target_epsilon = float(target_epsilon)
+    private = not math.isinf(target_epsilon)
+    if private:
+        check_epsilon(target_epsilon)
+    elif target_epsilon < 0:
+        raise PrivacyError(f"epsilon must be positive (or inf for a non-private reference), got {target_epsilon}")
+    check_delta(delta, n_units)
+    if batch_size < 1:
+        raise PrivmedError(f"batch size must be positive, got {batch_size}")
+    if batch_size > n_units:
+        raise PrivmedError(
+            f"batch size {batch_size} exceeds the {n_units} privacy units ({unit.describe(record_kind)}s) in the data: "
+            "lower --batch-size or use more data"
+        )
+    if max_steps is None and (epochs is None or epochs < 1):
+        raise PrivmedError(f"give epochs >= 1 or max_steps >= 1, got epochs={epochs}")
+    if max_steps is not None and max_steps < 1:
+        raise PrivmedError(f"max_steps must be >= 1, got {max_steps}")
+    if max_grad_norm <= 0:
+        raise PrivacyError(f"the clipping bound max_grad_norm must be positive, got {max_grad_norm}")
+    sample_rate = batch_size / n_units
+    steps_per_epoch = max(1, round(1.0 / sample_rate))
+    steps = int(max_steps) if max_steps is not None else steps_per_epoch * int(epochs)
+    noise = dpsgd_noise_multiplier(target_epsilon, sample_rate, steps, delta, accountant=accountant) if private else None
+    return TrainingPlan(
+        target_epsilon=target_epsilon,
+        delta=float(delta),
+        unit=unit.value,
+        unit_word=unit.describe(record_kind),
+        n_units=int(n_units),
+        sample_rate=sample_rate,
+        steps_per_epoch=steps_per_epoch,
+        steps=steps,
+        noise_multiplier=noise,
+        max_grad_norm=float(max_grad_norm),
+        accountant=accountant,
+    )
+
+
+class PrivateGradient:
+    """The gradient of a module's private step: DP-SGD when the plan is private, plain otherwise.
+
+    Both cases scale the same way, ``sum over private rows / expected_batch_units + public rows``,
+    so a non-private reference differs from a private run only by clipping and noise.
+    """
+
+    def __init__(self, module: nn.Module, plan: TrainingPlan, seed: int | None) -> None:
+        self.module = module
+        self.expected_batch_units = plan.expected_batch_units
+        self.engine = (
+            DPGradient(
+                module,
+                max_grad_norm=plan.max_grad_norm,
+                noise_multiplier=plan.noise_multiplier,
+                expected_batch_units=plan.expected_batch_units,
+                seed=seed,
+            )
+            if plan.private
+            else None
+        )
+
+    def capture(self) -> AbstractContextManager[None]:
+        """Wrap the forward of the private step (records activations for DP-SGD)."""
+        return self.engine.capture() if self.engine is not None else nullcontext()
+
+    def backward(self, losses: torch.Tensor, unit_ids: torch.Tensor) -> ClippingStats | None:
+        """Write ``.grad`` of the module from per-row ``losses``; ``unit_ids`` -1 marks public rows."""
+        if self.engine is not None:
+            return self.engine.backward(losses, unit_ids)
+        self.module.zero_grad(set_to_none=True)
+        private = unit_ids >= 0
+        total = losses[private].sum() / self.expected_batch_units + losses[~private].sum()
+        total.backward()
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.engine.state_dict() if self.engine is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.engine is not None:
+            self.engine.load_state_dict(state)
+
+
+class PrivateTask(Protocol):
+    """What a method gives :class:`DPTrainer`: the private module and one private step.
+
+    ``private_step`` gets the record indices of one Poisson batch (possibly empty) and the step
+    index (0-based), computes the private module's update through ``gradient`` (forward inside
+    ``gradient.capture()``, then ``gradient.backward``), may take public steps too (a GAN's
+    generator), and returns numbers named in ``metric_names`` (a subset is fine).
+    """
+
+    metric_names: tuple[str, ...]
+    private_module: nn.Module
+
+    def private_step(self, batch: np.ndarray, step: int, gradient: PrivateGradient) -> dict[str, float]: ...
+
+    def end_epoch(self, epoch: int, run: RunDirectory | None) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """One progress report: where the run is and its latest step metrics.
+
+    ``epsilon`` is the epsilon spent as of the last epoch end (the accountant is queried once per
+    epoch: an RDP conversion costs up to a second).
+    """
+
+    step: int
+    total_steps: int
+    epoch: int
+    total_epochs: int
+    epsilon: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LedgerRelease:
+    """How a run appears in the budget ledger: the dataset it spends and its release id."""
+
+    dataset_key: str
+    release_id: str
+    description: str = ""
+
+
+ProgressCallback = Callable[[TrainingProgress], None]
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+class DPTrainer:
+    """Runs a :class:`PrivateTask` under a :class:`TrainingPlan`, with ledger, checkpoints and resume.
+
+    ``unit_ids`` gives each record's privacy unit; ``records_per_unit`` caps the records a sampled
+    unit contributes (clipping is per unit, so the cap costs no privacy). ``run`` (optional) is
+    where metrics, checkpoints and privacy.json go, every ``checkpoint_every`` steps (default: every
+    epoch) and at the end; ``report_factory(steps, epsilon)`` builds the :class:`PrivacyReport`
+    written there.
+    """
+
+    def __init__(
+        self,
+        task: PrivateTask,
+        plan: TrainingPlan,
+        unit_ids: np.ndarray,
+        *,
+        report_factory: Callable[[int, float], PrivacyReport],
+        seed: int = 0,
+        records_per_unit: int | None = None,
+        run: RunDirectory | None = None,
+        release: LedgerRelease | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_epoch: EpochCallback | None = None,
+        checkpoint_every: int | None = None,
+    ) -> None:
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise PrivmedError(f"checkpoint_every must be a positive number of steps, got {checkpoint_every}")
+        self.task = task
+        self.checkpoint_every = checkpoint_every or plan.steps_per_epoch
+        self.plan = plan
+        self.run = run
+        self.release = release
+        self.report_factory = report_factory
+        self.on_progress = on_progress
+        self.on_epoch = on_epoch
+        self.accountant = make_accountant(plan.accountant)
+        self.sampler = PoissonUnitSampler(unit_ids, plan.sample_rate, records_per_unit=records_per_unit, seed=seed)
+        if self.sampler.n_units != plan.n_units:
+            raise PrivmedError(f"the plan counts {plan.n_units} units but the data holds {self.sampler.n_units}")
+        self.gradient = PrivateGradient(task.private_module, plan, seed)
+        self.step = 0
+        self._epsilon_cache: tuple[int, float] = (0, 0.0)
+
+    def epsilon_spent(self) -> float:
+        """The epsilon of the private steps taken so far at the plan's delta (inf when non-private)."""
+        if not self.plan.private:
+            self._epsilon_cache = (self.step, math.inf if self.step else 0.0)
+        elif self._epsilon_cache[0] != self.accountant.steps:
+            self._epsilon_cache = (self.accountant.steps, self.accountant.get_epsilon(self.plan.delta))
+        return self._epsilon_cache[1]
+
+    def train(self, resume: bool = False) -> PrivacyReport:
+        """Run (or, with ``resume``, continue) the plan to its end; return the privacy report.
+
+        Training stops when the planned steps, which spend exactly the calibrated budget, are done.
+        """
+        if resume:
+            self._restore()
+        ledger = BudgetLedger() if self.release is not None and self.plan.private else None
+        if self.release is not None and not self.plan.private:
+            logger.warning("a non-private run has no epsilon to book: the budget ledger does not record it")
+        if ledger is not None:
+            ledger.reserve(
+                self.release.dataset_key,
+                self.release.release_id,
+                epsilon=self.plan.target_epsilon,
+                delta=self.plan.delta,
+                unit=self.plan.unit_word,
+                description=self.release.description,
+            )
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        epoch_start = time.monotonic()
+        while self.step < self.plan.steps:
+            batch = self.sampler.next_batch()
+            metrics = self.task.private_step(batch, self.step, self.gradient)
+            if self.plan.private:
+                self.accountant.step(noise_multiplier=self.plan.noise_multiplier, sample_rate=self.plan.sample_rate)
+            self.step += 1
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+                counts[name] = counts.get(name, 0) + 1
+            if self.step % self.checkpoint_every == 0 or self.step == self.plan.steps:
+                means = {name: sums[name] / counts[name] for name in sums}
+                self._checkpoint(means, time.monotonic() - epoch_start)
+                sums, counts, epoch_start = {}, {}, time.monotonic()
+            if self.on_progress is not None:
+                self.on_progress(
+                    TrainingProgress(
+                        step=self.step,
+                        total_steps=self.plan.steps,
+                        epoch=self._epoch(),
+                        total_epochs=self.plan.epochs,
+                        epsilon=self._epsilon_cache[1],
+                        metrics={name: float(value) for name, value in metrics.items()},
+                    )
+                )
+        epsilon = self.epsilon_spent()
+        logger.info(
+            "privacy budget spent: epsilon %.4g of %.4g per %s after %d private steps; training stops",
+            epsilon, self.plan.target_epsilon, self.plan.unit_word, self.step,
+        )
+        report = self.report_factory(self.step, epsilon)
+        if self.run is not None:
+            report.to_json(self.run.privacy_path)
+        if ledger is not None:
+            ledger.settle(self.release.release_id, epsilon)
+        return report
+
+    def _epoch(self) -> int:
+        return math.ceil(self.step / self.plan.steps_per_epoch)
+
+    def _checkpoint(self, means: dict[str, float], seconds: float) -> None:
+        epsilon = self.epsilon_spent()
+        if self.plan.private and epsilon > self.plan.target_epsilon * (1 + 1e-9):
+            raise PrivacyError(f"epsilon spent {epsilon} passed the target {self.plan.target_epsilon}: the plan is inconsistent")
+        epoch = self._epoch()
+        row: dict[str, Any] = {"epoch": epoch, "step": self.step}
+        row.update({name: means.get(name, math.nan) for name in self.task.metric_names})
+        row.update({"epsilon": epsilon, "seconds": round(seconds, 3)})
+        logger.info("epoch %d/%d (step %d): %s", epoch, self.plan.epochs, self.step, row)
+        if self.run is not None:
+            self.run.append_metrics(row)
+            self.task.end_epoch(epoch, self.run)
+            self.run.save_checkpoint(self._state())
+            self.report_factory(self.step, epsilon).to_json(self.run.privacy_path)
+        if self.on_epoch is not None:
+            self.on_epoch(row)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "plan": self.plan.to_dict(),
+            "step": self.step,
+            "finished": self.step >= self.plan.steps,
+            "task": self.task.state_dict(),
+            "accountant": self.accountant.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "gradient": self.gradient.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+        }
+
+    def _restore(self) -> None:
+        """Continue from the run's checkpoint; refuses one written under another plan."""
+        if self.run is None:
+            raise PrivmedError("resume needs a run directory")
+        state = self.run.load_checkpoint()
+        if state is None:
+            logger.warning("%s has no checkpoint yet: starting from step 0", self.run.path)
+            self.run.truncate_metrics("step", 0)
+            return
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("plan") != self.plan.to_dict():
+            raise PrivmedError(
+                f"{self.run.checkpoint_path} was written under another privacy plan or data: resume with the same data and options"
+            )
+        self.task.load_state_dict(state["task"])
+        self.accountant.load_state_dict(state["accountant"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.gradient.load_state_dict(state["gradient"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        self.step = int(state["step"])
+        self.run.truncate_metrics("step", self.step)
+        self.epsilon_spent()
+        logger.info("resumed %s at step %d of %d", self.run.path, self.step, self.plan.steps)
+
+
+def privacy_report(
+    plan: TrainingPlan,
+    steps: int,
+    epsilon: float,
+    *,
+    seed: int | None,
+    dataset: str | None,
+    notes: list[str],
+    group_privacy: dict[str, Any] | None = None,
+) -> PrivacyReport:
+    """The :class:`PrivacyReport` of ``steps`` private steps of ``plan`` that spent ``epsilon``."""
+    return PrivacyReport(
+        mechanism=DPSGD_MECHANISM if plan.private else NON_PRIVATE_MECHANISM,
+        accountant=plan.accountant if plan.private else "none",
+        unit=plan.unit_word,
+        n_units=plan.n_units,
+        epsilon=epsilon if plan.private else math.inf,
+        delta=plan.delta,
+        sample_rate=plan.sample_rate,
+        noise_multiplier=plan.noise_multiplier,
+        max_grad_norm=plan.max_grad_norm if plan.private else None,
+        steps=steps,
+        seed=seed,
+        notes=list(notes),
+        group_privacy=group_privacy,
+        dataset=dataset,
+    )
+

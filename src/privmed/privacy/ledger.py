@@ -1,0 +1,230 @@
+"""The budget ledger: every release made from a dataset, so its total privacy loss stays bounded.
+
+One JSON file (``$PRIVMED_LEDGER``, else ``~/.privmed/ledger.json``) holds a total budget per dataset
+and one entry per release. A release *reserves* its epsilon before it starts, so a crash or a
+concurrent run can never spend past the total, and *settles* when it ends. Writes are atomic and
+serialized by an ``fcntl`` lock on a side file, so two runs cannot lose each other's entries.
+
+Accounting is basic composition (epsilons add, deltas add): valid for any mix of mechanisms and
+accountants, and conservative. Spend is stated per privacy unit. A guarantee for a larger unit
+implies it for every smaller one (patient -> image -> record), so ``spent(key, "patch")`` counts the
+record-, image- and patient-level releases alike; a record-level release says nothing about a
+patient without group privacy, so it is left out of the patient-level spend and shown apart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from privmed.errors import BudgetExceededError, PrivacyError
+from privmed.fileio import write_json_atomic
+from privmed.privacy.calibration import check_epsilon
+from privmed.privacy.units import PrivacyUnit
+
+if TYPE_CHECKING:
+    from privmed.data.dataset import ImageDataset
+
+LEDGER_ENV = "PRIVMED_LEDGER"
+LEDGER_FORMAT = 1
+_UNIT_ORDER = {PrivacyUnit.RECORD: 0, PrivacyUnit.IMAGE: 1, PrivacyUnit.PATIENT: 2}
+# Room for float rounding when a settled or summed epsilon is compared with a budget.
+_SLACK = 1e-9
+
+
+def default_ledger_path() -> Path:
+    """``$PRIVMED_LEDGER`` if set, else ``~/.privmed/ledger.json``."""
+    configured = os.environ.get(LEDGER_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".privmed" / "ledger.json"
+
+
+def dataset_key(data: ImageDataset) -> str:
+    """The ledger key of a dataset: its name and the first 16 hex digits of its content fingerprint."""
+    return f"{data.name}@{data.fingerprint()[:16]}"
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _covers(release_unit: PrivacyUnit, unit: PrivacyUnit) -> bool:
+    """Whether a guarantee for ``release_unit`` is also one for ``unit``."""
+    return _UNIT_ORDER[release_unit] >= _UNIT_ORDER[unit]
+
+
+class BudgetLedger:
+    """Total budgets and releases per dataset, in one JSON file shared by every run on this machine."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_ledger_path()
+
+    @property
+    def lock_path(self) -> Path:
+        """The side file locked while the ledger is read, changed and replaced."""
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    def set_total(self, dataset_key: str, epsilon: float, delta: float | None = None) -> None:
+        """Set the total budget of a dataset, applied to each privacy unit's spend."""
+        epsilon = check_epsilon(epsilon)
+        if delta is not None and not 0 <= float(delta) < 1:
+            raise PrivacyError(f"total delta must be in [0, 1), got {delta}")
+        with self._editing() as state:
+            state["totals"][dataset_key] = {"epsilon": epsilon, "delta": None if delta is None else float(delta)}
+
+    def total(self, dataset_key: str) -> dict[str, float | None] | None:
+        """The configured total ``{"epsilon", "delta"}`` of a dataset, or None."""
+        return self._read()["totals"].get(dataset_key)
+
+    def reserve(
+        self,
+        dataset_key: str,
+        release_id: str,
+        epsilon: float,
+        delta: float,
+        unit: str | PrivacyUnit,
+        description: str = "",
+    ) -> dict[str, Any]:
+        """Book a release's epsilon and delta before it starts; returns the entry.
+
+        Refuses with :class:`BudgetExceededError`, writing nothing, when the dataset has a total
+        and the spend of any unit this release covers would pass it. Reserving a ``release_id``
+        again (a resumed run) replaces its entry instead of adding a second one.
+        """
+        epsilon = check_epsilon(epsilon)
+        delta = float(delta)
+        if not 0 <= delta < 1:
+            raise PrivacyError(f"delta must be in [0, 1), got {delta}")
+        release_unit = PrivacyUnit.parse(unit)
+        if not str(release_id).strip():
+            raise PrivacyError("release_id must be a non-empty string")
+        with self._editing() as state:
+            releases = state["releases"]
+            previous = next((r for r in releases if r["release_id"] == release_id), None)
+            if previous is not None and previous["dataset_key"] != dataset_key:
+                raise PrivacyError(
+                    f"release {release_id!r} is booked on dataset {previous['dataset_key']!r}, not {dataset_key!r}"
+                )
+            others = [r for r in releases if r["release_id"] != release_id]
+            total = state["totals"].get(dataset_key)
+            if total is not None:
+                for covered in (u for u in PrivacyUnit if _covers(release_unit, u)):
+                    _refuse_if_over(others, dataset_key, covered, epsilon, delta, total)
+            entry = {
+                "release_id": str(release_id),
+                "dataset_key": dataset_key,
+                "unit": str(unit.value if isinstance(unit, PrivacyUnit) else unit),
+                "privacy_unit": release_unit.value,
+                "epsilon_reserved": epsilon,
+                "epsilon": None,
+                "delta": delta,
+                "status": "reserved",
+                "description": description,
+                "reserved_at": _now_iso(),
+                "settled_at": None,
+            }
+            state["releases"] = others + [entry]
+        return dict(entry)
+
+    def settle(self, release_id: str, epsilon: float, delta: float | None = None) -> dict[str, Any]:
+        """Record what a release finally spent (at most what it reserved); returns the entry.
+
+        A spend above the reservation is still recorded, because the privacy is lost either way,
+        and then :class:`BudgetExceededError` is raised so the caller cannot miss it.
+        """
+        epsilon = check_epsilon(epsilon)
+        with self._editing() as state:
+            entry = next((r for r in state["releases"] if r["release_id"] == release_id), None)
+            if entry is None:
+                raise PrivacyError(f"no release {release_id!r} in the ledger {self.path}: reserve it first")
+            entry["epsilon"] = epsilon
+            if delta is not None:
+                entry["delta"] = float(delta)
+            entry["settled_at"] = _now_iso()
+            overspent = epsilon > entry["epsilon_reserved"] * (1 + _SLACK)
+            entry["status"] = "overspent" if overspent else "settled"
+            settled = dict(entry)
+        if overspent:
+            raise BudgetExceededError(
+                f"release {release_id!r} spent epsilon={epsilon:g}, more than the {settled['epsilon_reserved']:g} "
+                f"it reserved; the ledger {self.path} records the full spend"
+            )
+        return settled
+
+    def spent(self, dataset_key: str, unit: str | PrivacyUnit) -> tuple[float, float]:
+        """``(epsilon, delta)`` spent on a dataset at ``unit`` by basic composition (reservations count in full)."""
+        return _spent(self._read()["releases"], dataset_key, PrivacyUnit.parse(unit))
+
+    def remaining(self, dataset_key: str, unit: str | PrivacyUnit) -> float | None:
+        """Epsilon left at ``unit`` under the dataset's total (never negative), or None without a total."""
+        total = self.total(dataset_key)
+        if total is None:
+            return None
+        return max(0.0, total["epsilon"] - self.spent(dataset_key, unit)[0])
+
+    def entries(self, dataset_key: str | None = None) -> list[dict[str, Any]]:
+        """The release entries, oldest first, of one dataset or of all."""
+        return [dict(r) for r in self._read()["releases"] if dataset_key is None or r["dataset_key"] == dataset_key]
+
+    def totals(self) -> dict[str, dict[str, float | None]]:
+        """Every configured total, by dataset key."""
+        return dict(self._read()["totals"])
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"format": LEDGER_FORMAT, "totals": {}, "releases": []}
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PrivacyError(f"{self.path}: cannot read the budget ledger ({exc})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("totals"), dict) or not isinstance(state.get("releases"), list):
+            raise PrivacyError(f"{self.path}: not a privmed budget ledger (needs 'totals' and 'releases')")
+        return state
+
+    @contextmanager
+    def _editing(self) -> Iterator[dict[str, Any]]:
+        """Hold the lock, yield the current state, and write it back only if the block succeeds."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = self._read()
+                yield state
+                write_json_atomic(self.path, state)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _spent(releases: list[dict[str, Any]], dataset_key: str, unit: PrivacyUnit) -> tuple[float, float]:
+    counted = [r for r in releases if r["dataset_key"] == dataset_key and _covers(PrivacyUnit(r["privacy_unit"]), unit)]
+    epsilon = math.fsum(r["epsilon"] if r["epsilon"] is not None else r["epsilon_reserved"] for r in counted)
+    return epsilon, math.fsum(r["delta"] for r in counted)
+
+
+def _refuse_if_over(
+    releases: list[dict[str, Any]],
+    dataset_key: str,
+    unit: PrivacyUnit,
+    epsilon: float,
+    delta: float,
+    total: dict[str, float | None],
+) -> None:
+    spent_epsilon, spent_delta = _spent(releases, dataset_key, unit)
+    if spent_epsilon + epsilon > total["epsilon"] * (1 + _SLACK):
+        left = max(0.0, total["epsilon"] - spent_epsilon)
+        raise BudgetExceededError(
+            f"dataset {dataset_key!r}: a release of epsilon={epsilon:g} would pass the total {total['epsilon']:g} "
+            f"per {unit.value}; {spent_epsilon:g} is spent, {left:g} is left"
+        )
+    if total.get("delta") is not None and spent_delta + delta > total["delta"] * (1 + _SLACK):
+        left = max(0.0, total["delta"] - spent_delta)
+        raise BudgetExceededError(
+            f"dataset {dataset_key!r}: a release of delta={delta:g} would pass the total delta {total['delta']:g} "
+            f"per {unit.value}; {spent_delta:g} is spent, {left:g} is left"
+        )

@@ -1,0 +1,103 @@
+"""``privmed train flow`` and ``privmed privatize cadp | dpglow | pixel-ldp`` on phantom data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from privmed.cli import app
+from privmed.data import load
+from privmed.privacy.ledger import BudgetLedger, dataset_key
+
+runner = CliRunner()
+TRAIN, TEST = "phantom-classes:train", "phantom-classes:test"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """These tensors are tiny: one torch thread avoids thread overhead on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def flow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("flows") / "cinn"
+    result = runner.invoke(
+        app,
+        ["train", "flow", "--data", TRAIN, "--out", str(out), "--conditional", "--coupling", "gin",
+         "--levels", "1", "--depth", "2", "--hidden", "8", "--epochs", "2", "--batch-size", "32"],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_flow_writes_a_run(flow_dir: Path) -> None:
+    with (flow_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(np.isfinite(float(r["train_bits_per_dim"])) for r in rows)
+    assert (flow_dir / "checkpoints" / "latest.pt").is_file()
+    assert (flow_dir / "samples" / "samples.png").is_file()
+    config = json.loads((flow_dir / "config.json").read_text())
+    assert config["flow"]["kind"] == "cinn" and config["flow"]["coupling"] == "gin"
+
+
+def _privatize(args: list[str]) -> tuple[int, str]:
+    result = runner.invoke(app, ["privatize", *args])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("paper_scale", [False, True])
+def test_privatize_cadp(flow_dir: Path, tmp_path: Path, paper_scale: bool) -> None:
+    out = tmp_path / "release"
+    code, output = _privatize(["cadp", str(flow_dir), "--data", TEST, "--epsilon", "2", "--clip", "1", "--out", str(out), "--seed", "0",
+                               *(["--paper-scale"] if paper_scale else [])])
+    assert code == 0, output
+    report = json.loads((out / "privacy.json").read_text())
+    assert report["mechanism"] == "Laplace" and report["unit"] == "image" and report["delta"] == 0.0
+    assert report["epsilon"] == pytest.approx(4.0 if paper_scale else 2.0)
+    released, original = load(str(out / "data.npz")), load(TEST)
+    assert released.images.shape == original.images.shape
+    assert np.array_equal(released.labels, original.labels)
+    ledger = BudgetLedger()
+    assert ledger.spent(dataset_key(original), "image")[0] == pytest.approx(report["epsilon"])
+
+
+def test_privatize_dpglow_and_pixel_ldp(flow_dir: Path, tmp_path: Path) -> None:
+    code, output = _privatize(["dpglow", str(flow_dir), "--data", TEST, "--epsilon", "100", "--out", str(tmp_path / "dpglow"), "--seed", "0"])
+    assert code == 0, output
+    report = json.loads((tmp_path / "dpglow" / "privacy.json").read_text())
+    assert report["epsilon"] == pytest.approx(100.0)
+    assert any("per pixel" in note for note in report["notes"])
+    code, output = _privatize(["pixel-ldp", "--data", TEST, "--epsilon", "100", "--out", str(tmp_path / "pixel"), "--format", "png"])
+    assert code == 0, output
+    assert json.loads((tmp_path / "pixel" / "privacy.json").read_text())["epsilon"] == pytest.approx(100.0)
+    assert BudgetLedger().spent(dataset_key(load(TEST)), "image")[0] == pytest.approx(200.0)
+
+
+def test_privatizing_the_training_data_warns(flow_dir: Path, tmp_path: Path) -> None:
+    code, output = _privatize(["cadp", str(flow_dir), "--data", TRAIN, "--epsilon", "1", "--clip", "0.5", "--out", str(tmp_path / "r")])
+    assert code == 0, output
+    assert "trained on this very data" in output
+
+
+def test_mistakes_write_nothing(flow_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bad"
+    code, output = _privatize(["cadp", str(flow_dir), "--data", TEST, "--epsilon", "0", "--clip", "1", "--out", str(out)])
+    assert code == 1 and "epsilon" in output and "Traceback" not in output
+    code, output = _privatize(["cadp", str(flow_dir), "--data", "phantom:test", "--epsilon", "1", "--clip", "1", "--out", str(out)])
+    assert code == 1 and "the flow takes" in output
+    assert BudgetLedger().entries() == []  # refused before any budget was reserved
+    BudgetLedger().set_total(dataset_key(load(TEST)), 1.0, 0.0)
+    code, output = _privatize(["pixel-ldp", "--data", TEST, "--epsilon", "2", "--out", str(out)])
+    assert code == 1 and "Traceback" not in output
+    assert not (out / "privacy.json").exists()

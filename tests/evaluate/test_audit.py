@@ -1,0 +1,106 @@
+"""One-run privacy auditing: the bound is valid on mechanisms with known epsilon and finds memorization."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from privmed.data import load
+from privmed.errors import PrivmedError
+from privmed.evaluate.audit import (
+    AuditableMethod,
+    ReleaseAudit,
+    audit_from_scores,
+    auditable_from_config,
+    epsilon_lower_bound,
+    make_canaries,
+    one_run_audit,
+    one_run_p_value,
+)
+from privmed.methods.pixel_ldp import PixelLDP
+
+
+def test_p_value_is_the_binomial_tail_without_delta() -> None:
+    q = math.exp(1.0) / (1 + math.exp(1.0))
+    assert one_run_p_value(500, 100, 80, 1.0) == pytest.approx(stats.binom.sf(79, 100, q))
+    assert one_run_p_value(500, 100, 80, 1.0, delta=1e-3) > one_run_p_value(500, 100, 80, 1.0)
+
+
+def test_lower_bound_is_where_the_p_value_crosses_the_level() -> None:
+    bound = epsilon_lower_bound(1000, 200, 150, confidence=0.95)
+    assert bound > 0
+    assert one_run_p_value(1000, 200, 150, bound) < 0.05 <= one_run_p_value(1000, 200, 150, bound + 1e-3)
+    assert epsilon_lower_bound(1000, 200, 100) == 0.0  # chance accuracy proves nothing
+    with pytest.raises(PrivmedError):
+        epsilon_lower_bound(10, 20, 5)
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 2.0])
+def test_laplace_counting_mechanism_bound_stays_under_true_epsilon(epsilon: float) -> None:
+    """Each canary's presence (0/1) released with Laplace noise of scale 1/epsilon is epsilon-DP per canary."""
+    bounds = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        included = rng.random(1000) < 0.5
+        released = included + rng.laplace(scale=1 / epsilon, size=included.size)
+        bounds.append(audit_from_scores(released, included, k_plus=100, k_minus=100, claimed_epsilon=epsilon).epsilon_lower_bound)
+    assert max(bounds) <= epsilon
+    assert np.mean(bounds) > 0.25 * epsilon  # the audit is not vacuous on a mechanism that uses its budget
+
+
+def test_randomized_response_bound_is_valid_and_nearly_tight() -> None:
+    epsilon = 1.0
+    rng = np.random.default_rng(3)
+    included = rng.random(4000) < 0.5
+    keep = rng.random(included.size) < math.exp(epsilon) / (1 + math.exp(epsilon))
+    reported = np.where(keep, included, ~included).astype(float) + 1e-6 * rng.random(included.size)
+    result = audit_from_scores(reported, included, k_plus=2000, k_minus=2000, claimed_epsilon=epsilon)
+    assert 0.7 * epsilon < result.epsilon_lower_bound <= epsilon
+    assert result.consistent is True
+
+
+class _Memorizing:
+    """A non-private 'method' whose release is its training data."""
+
+    def train_with(self, data, seed):
+        release = data.images.reshape(len(data), -1)
+        return lambda canaries: -np.min(np.linalg.norm(canaries.images.reshape(len(canaries), 1, -1) - release[None], axis=2), axis=1)
+
+
+@pytest.fixture(scope="module")
+def audit_data():
+    data = load("phantom-classes:train", n=120)
+    canaries = make_canaries(load("phantom-classes:test", n=80), 80, seed=1)
+    return data, canaries
+
+
+def test_memorizing_release_is_caught(audit_data) -> None:
+    data, canaries = audit_data
+    assert isinstance(_Memorizing(), AuditableMethod)
+    result = one_run_audit(_Memorizing(), data, canaries, k_plus=20, k_minus=20, seed=0)
+    assert result.correct == result.guesses == 40
+    assert result.epsilon_lower_bound > 2.0
+
+
+def test_pixel_ldp_release_stays_under_its_claim(audit_data) -> None:
+    data, canaries = audit_data
+    method = ReleaseAudit(lambda: PixelLDP(2.0))
+    result = one_run_audit(method, data, canaries, runs=2, seed=0)
+    assert result.claimed_epsilon == pytest.approx(method.last_method.privacy_report().epsilon)
+    assert result.claimed_epsilon == pytest.approx(2.0)
+    assert result.epsilon_lower_bound <= result.claimed_epsilon
+    assert result.canaries == 160 and result.runs == 2
+
+
+def test_canaries_are_marked_and_configs_are_checked(audit_data) -> None:
+    _, canaries = audit_data
+    assert len(canaries) == 80 and len(set(canaries.sources)) == 80
+    assert (canaries.images.max(axis=(1, 2, 3)) == 1.0).all()
+    with pytest.raises(PrivmedError):
+        auditable_from_config({"method": "dpwgan-unknown"})
+    with pytest.raises(PrivmedError):
+        auditable_from_config({"method": "pixel-ldp"})
+    assert isinstance(auditable_from_config({"method": "memorize"}), ReleaseAudit)

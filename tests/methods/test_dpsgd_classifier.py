@@ -1,0 +1,49 @@
+"""The DP-SGD classifier: calibrated to its target epsilon, reported through the accountant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from privmed.data import load
+from privmed.errors import NotFittedError, PrivacyError, PrivmedError
+from privmed.methods.dpsgd_classifier import DPSGDClassifier
+from privmed.privacy.calibration import default_delta, dpsgd_epsilon
+from privmed.privacy.report import DPSGD_MECHANISM
+
+
+@pytest.fixture(scope="module")
+def phantom_train():
+    data = load("phantom-classes:train")
+    return data.subset(np.arange(192))
+
+
+def test_reported_epsilon_is_the_accountants_and_within_target(phantom_train) -> None:
+    method = DPSGDClassifier(4.0, epochs=2, batch_size=48, seed=0).fit(phantom_train)
+    report = method.privacy_report()
+    n_units = phantom_train.n_units("image")
+    assert report.mechanism == DPSGD_MECHANISM and report.unit == "image"
+    assert report.delta == default_delta(n_units) and report.n_units == n_units
+    assert report.sample_rate == pytest.approx(48 / n_units)
+    assert report.steps == 2 * round(n_units / 48)
+    expected = dpsgd_epsilon(report.noise_multiplier, report.sample_rate, report.steps, report.delta)
+    assert report.epsilon == pytest.approx(expected, rel=1e-9)
+    assert report.epsilon <= 4.0
+    probabilities = method.predict_proba(phantom_train.subset(np.arange(10)))
+    assert probabilities.shape == (10, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_invalid_privacy_parameters_are_refused(phantom_train) -> None:
+    n_units = phantom_train.n_units("image")
+    with pytest.raises(PrivacyError):
+        DPSGDClassifier(1.0, delta=1.0 / n_units, epochs=1).fit(phantom_train)
+    with pytest.raises(PrivacyError):
+        DPSGDClassifier(0.0, epochs=1).fit(phantom_train)
+    with pytest.raises(PrivmedError, match="batch size"):
+        DPSGDClassifier(1.0, batch_size=n_units + 1, epochs=1).fit(phantom_train)
+
+
+def test_report_before_fit_is_refused() -> None:
+    with pytest.raises(NotFittedError):
+        DPSGDClassifier(1.0).privacy_report()
