@@ -33,6 +33,7 @@ COLUMNS = [
     ("epsilon", "reported epsilon"),
     ("delta", "delta"),
     ("unit", "unit"),
+    ("epochs", "epochs"),
     ("accuracy", "accuracy"),
     ("roc_auc", "ROC AUC"),
     ("auc_ci", "95% CI"),
@@ -50,6 +51,7 @@ def _row(method: str, target: float | None, metrics: ClassifierMetrics, wall: fl
         "roc_auc_low": metrics.roc_auc_low,
         "roc_auc_high": metrics.roc_auc_high,
         "auc_ci": f"[{metrics.roc_auc_low:.3f}, {metrics.roc_auc_high:.3f}]",
+        "epochs": metrics.epochs,
         "wall_s": round(wall, 1),
         **extra,
     }
@@ -110,7 +112,7 @@ def main() -> None:
         args.out,
         "PneumoniaMNIST: classifier on CADP-privatized images vs DP-SGD classifier (seed 002, Fig. 4 analogue)",
         COLUMNS,
-        key=("method", "epsilon_target"),
+        key=("method", "epsilon_target", "epochs"),
     )
     results.notes = [
         f"Training images split at random (seed {args.seed}): {len(public)} public (flow training only), "

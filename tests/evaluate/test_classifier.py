@@ -73,9 +73,9 @@ def test_small_cnn_accepts_other_sizes() -> None:
 def test_classifier_beats_chance_on_phantom_and_writes_report(tmp_path) -> None:
     train, test = load("phantom-classes:train"), load("phantom-classes:test")
     metrics, probabilities = evaluate_classifier(train, test, epochs=4, batch_size=32, seed=0, n_resamples=300)
-    assert metrics.roc_auc > 0.75
-    assert metrics.accuracy > 0.6
+    assert metrics.roc_auc > 0.75 and metrics.roc_auc_low > 0.5  # beats chance, interval included
     assert metrics.roc_auc_low <= metrics.roc_auc <= metrics.roc_auc_high
+    assert metrics.accuracy == pytest.approx(float((probabilities.argmax(axis=1) == test.labels).mean()))
     assert metrics.n_test == len(test) and probabilities.shape == (len(test), 2)
     paths = write_classifier_report(tmp_path, metrics, test.labels, probabilities)
     written = json.loads(paths["metrics"].read_text())

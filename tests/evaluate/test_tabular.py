@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from privmed.errors import DataError
-from privmed.evaluate.tabular import column_distances, load_diabetes_table
+from privmed.evaluate.tabular import cadp_diabetes, column_distances, load_diabetes_table
 
 
 def test_diabetes_table_has_sex_split_out() -> None:
@@ -52,3 +52,16 @@ def test_distance_matches_scipy_on_a_known_shift() -> None:
 def test_mismatched_columns_are_refused() -> None:
     with pytest.raises(DataError, match="same columns"):
         column_distances(np.zeros((5, 2)), np.zeros((5, 3)), ["a", "b"])
+
+
+def test_cadp_keeps_sex_and_reports_its_epsilon() -> None:
+    release = cadp_diabetes(epsilon=1.0, clip=1.0, epochs=3, depth=2, hidden_features=16)
+    table = load_diabetes_table()
+    assert release.original.shape == release.privatized.shape == (221, 9)
+    assert np.isfinite(release.privatized).all()
+    assert release.report.epsilon == pytest.approx(1.0) and release.report.delta == 0.0
+    assert release.report.sensitivity == pytest.approx(2.0)  # two rows clipped to the L1 ball of radius 1 differ by <= 2
+    rows = {tuple(row) for row in table.values}
+    assert all(tuple(row) in rows for row in release.original)  # the compared originals are real patients
+    assert len(release.distances) == 9 and all(d.wasserstein > 0 for d in release.distances)
+    np.testing.assert_array_equal(np.sort(np.unique(release.sex)), [0, 1])

@@ -79,3 +79,8 @@ from privmed.cli import attacks  # noqa: E402
 evaluate_app.command("attack")(attacks.attack)
 evaluate_app.command("diversity")(attacks.diversity)
 app.command("audit")(attacks.audit)
+
+from privmed.cli import acgan  # noqa: E402
+
+train_app.command("acgan")(acgan.train)
+app.command("morph")(acgan.morph)

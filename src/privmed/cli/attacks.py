@@ -22,6 +22,8 @@ def _find_privacy_report(ref: str, explicit: Path | None) -> PrivacyReport | Non
     from privmed.data import parse_ref
 
     path = Path(parse_ref(ref)[0])
+    if not path.exists():  # an embedded dataset has no privacy report
+        return None
     for candidate in (path / "privacy.json", path.parent / "privacy.json", path.parent.parent / "privacy.json"):
         if candidate.is_file():
             return PrivacyReport.from_json(candidate)
@@ -49,10 +51,7 @@ def attack(
 ) -> None:
     """Membership-inference attacks on a release, with controls and the bound its (epsilon, delta) allows.
 
-    Candidates are 1/3 members and 2/3 non-members (seed 001). Attacks: nearest released image in pixels and in an
-    embedding (pairwise), released images within a small radius (distribution), DOMIAS-style density ratio, and the
-    model's own score with --model. Each gets a ROC curve, AUC with a 95% BCa interval, TPR at FPR 0.1% and 1%, and
-    top-k tables. Controls: a copy of the members as release (AUC near 1) and fresh non-members (near 0.5).
+    Candidates are 1/3 members and 2/3 non-members (seed 001). Attacks: nearest released image in pixels and in an embedding (pairwise), released images within a small radius (distribution), DOMIAS-style density ratio, and the model's own score with --model. Each gets a ROC curve, AUC with a 95% BCa interval, TPR at FPR 0.1% and 1%, and top-k tables. Controls: a copy of the members as release (AUC near 1) and fresh non-members (near 0.5).
     """
     from privmed.data import load
     from privmed.evaluate.attacks import AttackEmbedding, run_attacks, write_attack_report
@@ -107,9 +106,7 @@ def diversity(
 ) -> None:
     """Does the release cover the real distribution? A UMAP map and a real-vs-synthetic classifier.
 
-    UMAP is fitted on real features and the synthetic images are projected into it (OUT/umap.png). A classifier
-    trained to tell real from synthetic is tested on held-out images: ROC AUC near 0.5 (95% BCa interval, 2000
-    resamples) means the two sets look alike.
+    UMAP is fitted on real features and the synthetic images are projected into it (OUT/umap.png). A classifier trained to tell real from synthetic is tested on held-out images: ROC AUC near 0.5 (95% BCa interval, 2000 resamples) means the two sets look alike.
     """
     from privmed.data import load
     from privmed.evaluate.diversity import diversity_report, write_diversity_report
@@ -142,12 +139,7 @@ def audit(
 ) -> None:
     """Empirical lower bound on epsilon by one-run auditing (Steinke, Nasr & Jagielski 2023).
 
-    Marked canary images are each added to the training data with probability 1/2; after training, the release is
-    attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives,
-    with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim.
-    Configuration keys: method (pixel-ldp or memorize), epsilon (pixel-ldp), data (dataset ref), canary_pool (dataset
-    ref, default: data), canaries (default 100), runs (1), k_plus and k_minus (default: a quarter of the canaries each),
-    delta (0), confidence (0.95), seed (0).
+    Marked canary images are each added to the training data with probability 1/2; after training, the release is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (pixel-ldp or memorize), epsilon (pixel-ldp), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (0), confidence (0.95), seed (0).
     """
     from privmed.data import load
     from privmed.evaluate.audit import auditable_from_config, make_canaries, one_run_audit
@@ -176,7 +168,7 @@ def audit(
     with _progress(as_json) as progress:
         task = progress.add_task("training with canaries", total=runs)
         result = one_run_audit(
-            method, data, canaries, k_plus=config.get("k_plus"), k_minus=config.get("k_minus"), runs=runs,
+            method, data, canaries, k_plus=int(config["k_plus"]) if "k_plus" in config else None, k_minus=int(config["k_minus"]) if "k_minus" in config else None, runs=runs,
             delta=float(config.get("delta", 0.0)), confidence=float(config.get("confidence", 0.95)), seed=seed,
             on_run=lambda done, total: progress.update(task, completed=done),
         )
@@ -186,10 +178,10 @@ def audit(
         print_json(payload)
         return
     console.print(
-        f"{result.correct} of {result.guesses} guesses right on {result.canaries} canaries: epsilon >= {result.epsilon_lower_bound:.3f} "
+        f"{result.correct} of {result.guesses} guesses right on {result.canaries} canaries: epsilon >= {result.epsilon_lower_bound:.3f} per {result.unit} "
         f"with {result.confidence:.0%} confidence (delta={result.delta:g})"
     )
     if result.claimed_epsilon is not None:
         verdict = "[green]consistent with[/green]" if result.consistent else "[bold red]EXCEEDS[/bold red]"
-        console.print(f"{verdict} the claimed epsilon {result.claimed_epsilon:g} (from the method's privacy report)")
+        console.print(f"{verdict} the claimed epsilon {result.claimed_epsilon:g} per {result.unit} (from the method's privacy report)")
     console.print(f"wrote {target}")

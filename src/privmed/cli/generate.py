@@ -26,16 +26,27 @@ def output_path(out: Path, output_format: OutputFormat | str) -> Path:
     return out / (f"{DATA_NAME}.npz" if output_format is OutputFormat.npz else DATA_NAME)
 
 
-def write_samples(run_dir: Path, n: int, out: Path, output_format: OutputFormat | str = "npz", seed: int | None = None) -> Path:
-    """Sample ``n`` pairs from the run, save them under ``out`` and copy the run's privacy.json there."""
+def write_samples(
+    run_dir: Path, n: int, out: Path, output_format: OutputFormat | str = "npz", seed: int | None = None, class_label: str | None = None
+) -> Path:
+    """Sample ``n`` records from the run, save them under ``out`` and copy the run's privacy.json there.
+
+    The run's method is read from its config.json; ``class_label`` (index or name) is for class-conditional runs.
+    """
     from privmed.data import save
+    from privmed.methods.acgan import ACGAN
     from privmed.methods.dpwgan import DPWGAN
     from privmed.runs import RunDirectory
 
     if (out / "privacy.json").exists():
         raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
-    model = DPWGAN.load(run_dir)
-    samples = model.sample(n, seed=seed)
+    method = RunDirectory(run_dir).read_config().get("method")
+    if method == "acgan":
+        samples = ACGAN.load(run_dir).sample(n, seed=seed, class_label=class_label)
+    elif class_label is not None:
+        raise PrivmedError(f"{run_dir} is a {method!r} run: --class needs a class-conditional run (privmed train acgan)")
+    else:
+        samples = DPWGAN.load(run_dir).sample(n, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     path = save(samples, output_path(out, output_format), format=OutputFormat(output_format).value)
     shutil.copyfile(RunDirectory(run_dir).privacy_path, out / "privacy.json")
@@ -43,11 +54,14 @@ def write_samples(run_dir: Path, n: int, out: Path, output_format: OutputFormat 
 
 
 def generate(
-    run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train dpwgan'."),
+    run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train dpwgan' or 'privmed train acgan'."),
     n: int = typer.Option(..., "--n", min=1, help="How many image + label pairs to draw."),
     out: Path = typer.Option(..., "--out", help="Folder for the samples and a copy of the run's privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (data.npz), png or nifti (a data/ folder)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the latent vectors (default: the run's seed)."),
+    class_label: str | None = typer.Option(
+        None, "--class", help="AC-GAN runs: draw only this class (index or name); default: classes by the run's sampling frequencies."
+    ),
 ) -> None:
     """Draw synthetic image + label pairs from a trained generator.
 
@@ -56,7 +70,7 @@ def generate(
     """
     from privmed.privacy.report import PrivacyReport
 
-    path = write_samples(run_dir, n, out, output_format, seed)
+    path = write_samples(run_dir, n, out, output_format, seed, class_label)
     report = PrivacyReport.from_json(out / "privacy.json")
     console.print(f"wrote {n} pairs to {path} (load it with: privmed data info {path})")
     console.print(f"guarantee: {report.summary_line()} (privacy.json beside the data)", highlight=False)

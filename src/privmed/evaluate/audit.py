@@ -99,7 +99,7 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, confidenc
 
 @dataclass
 class AuditResult:
-    """What an audit found: the guesses, their accuracy and the epsilon lower bound."""
+    """What an audit found: the guesses, their accuracy and the epsilon lower bound (per ``unit``: one canary record)."""
 
     epsilon_lower_bound: float
     confidence: float
@@ -110,6 +110,7 @@ class AuditResult:
     included: int
     runs: int
     claimed_epsilon: float | None = None
+    unit: str = "image"
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -135,6 +136,7 @@ def audit_from_scores(
     confidence: float = 0.95,
     claimed_epsilon: float | None = None,
     runs: int = 1,
+    unit: str = "image",
 ) -> AuditResult:
     """Guess "included" for the k+ top scores and "excluded" for the k- bottom ones; bound epsilon.
 
@@ -153,7 +155,7 @@ def audit_from_scores(
     correct = int(included[order[:k_plus]].sum()) + int((~included[order[m - k_minus :]]).sum() if k_minus else 0)
     guesses = k_plus + k_minus
     bound = epsilon_lower_bound(m, guesses, correct, delta=delta, confidence=confidence)
-    return AuditResult(bound, confidence, delta, m, guesses, correct, int(included.sum()), runs, claimed_epsilon)
+    return AuditResult(bound, confidence, delta, m, guesses, correct, int(included.sum()), runs, claimed_epsilon, unit)
 
 
 def make_canaries(pool: ImageDataset, n: int, *, seed: int = 0, side: int | None = None) -> ImageDataset:
@@ -240,7 +242,7 @@ def one_run_audit(
     k_minus = total // 4 if k_minus is None else k_minus
     result = audit_from_scores(
         np.concatenate(all_scores), np.concatenate(all_included), k_plus=k_plus, k_minus=k_minus,
-        delta=delta, confidence=confidence, claimed_epsilon=claimed_epsilon, runs=runs,
+        delta=delta, confidence=confidence, claimed_epsilon=claimed_epsilon, runs=runs, unit=canaries.record_kind,
     )
     logger.info("audit: %d of %d guesses correct, epsilon >= %.3f at %.0f%% confidence", result.correct, result.guesses, result.epsilon_lower_bound, 100 * confidence)
     return result

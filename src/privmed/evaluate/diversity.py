@@ -9,7 +9,6 @@ classifier cannot tell them apart; the AUC carries a BCa bootstrap 95% interval 
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,8 +22,6 @@ from privmed.errors import DataError, PrivmedError
 from privmed.evaluate.classifier import EpochCallback, predict_proba, roc_auc_ci, train_classifier
 from privmed.evaluate.features import DomainEncoder, FeatureExtractor
 from privmed.fileio import write_atomic, write_json_atomic
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["DiversityReport", "UmapProjection", "diversity_report", "plot_umap", "real_vs_synthetic_auc", "umap_projection", "write_diversity_report"]
 

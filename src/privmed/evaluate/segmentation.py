@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SegmentationConfig",
+    "SegmentationReport",
     "SegmentationScores",
     "evaluate_segmentation",
     "observer_scores",
@@ -59,6 +60,7 @@ __all__ = [
     "score_model",
     "segmentation_utility",
     "train_unet",
+    "training_patch_size",
 ]
 
 StepCallback = Callable[[int, int, float], None]

@@ -15,10 +15,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats
 from sklearn.datasets import load_diabetes
+from sklearn.preprocessing import StandardScaler
 
 from privmed.errors import DataError
+from privmed.methods.cadp import CADP
+from privmed.methods.flow_training import FlowTrainer
+from privmed.models.flows import TabularFlow
+from privmed.privacy.report import PrivacyReport
 
 
 @dataclass(frozen=True)
@@ -81,3 +87,51 @@ def column_distances(original: np.ndarray, privatized: np.ndarray, columns: tupl
         )
     return distances
 
+
+@dataclass
+class TabularRelease:
+    """A privatized half of the diabetes table beside its original, with distances and the guarantee."""
+
+    columns: tuple[str, ...]
+    original: np.ndarray
+    privatized: np.ndarray
+    sex: np.ndarray
+    distances: list[ColumnDistance]
+    report: PrivacyReport
+
+
+def cadp_diabetes(
+    epsilon: float = 1.0,
+    clip: float = 1.0,
+    *,
+    epochs: int = 100,
+    depth: int = 4,
+    hidden_features: int = 64,
+    seed: int = 0,
+) -> TabularRelease:
+    """CADP on the diabetes table conditioned on sex (seed 002, Fig. 6: epsilon 1, clip 1).
+
+    A volume-preserving (GIN) tabular flow is trained on a random half of the patients, with columns
+    standardized by that half's mean and SD; the other half is privatized per row (pure epsilon,
+    sex public) and compared column by column with its original values.
+    """
+    table = load_diabetes_table()
+    order = np.random.default_rng(seed).permutation(len(table.sex))
+    public, private = order[: len(order) // 2], order[len(order) // 2 :]
+    scaler = StandardScaler().fit(table.values[public])
+    flow = TabularFlow(len(table.columns), depth=depth, hidden_features=hidden_features, coupling="gin", n_classes=2, seed=seed)
+    inputs = torch.from_numpy(scaler.transform(table.values[public])).float()
+    FlowTrainer(flow, epochs=epochs, batch_size=64, n_bins=None, seed=seed).fit_tensors(inputs, torch.from_numpy(table.sex[public]))
+    method = CADP(flow, epsilon, clip=clip)
+    records = torch.from_numpy(scaler.transform(table.values[private])).float()
+    noisy = method.privatize_records(records, torch.from_numpy(table.sex[private]), seed=seed)
+    privatized = scaler.inverse_transform(noisy.double().numpy())
+    original = table.values[private]
+    return TabularRelease(
+        columns=table.columns,
+        original=original,
+        privatized=privatized,
+        sex=table.sex[private],
+        distances=column_distances(original, privatized, table.columns),
+        report=method.privacy_report(),
+    )

@@ -1,0 +1,145 @@
+"""``privmed train acgan`` and ``privmed morph``: the class-conditional AC-GAN of seed 001, with DP-SGD."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from privmed.cli._common import console
+from privmed.errors import PrivmedError
+
+if TYPE_CHECKING:
+    from privmed.methods.training import TrainingProgress
+    from privmed.privacy.report import PrivacyReport
+
+
+class Unit(str, Enum):
+    image = "image"
+    patient = "patient"
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[TrainingProgress], None]]:
+    """A rich progress bar over discriminator steps; yields the ``on_progress`` callback."""
+    with Progress(
+        TextColumn("[bold]AC-GAN[/bold] epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("discriminator {task.fields[discriminator]} | generator {task.fields[generator]} | epsilon {task.fields[epsilon]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("AC-GAN", total=None, epoch="-", discriminator="-", generator="-", epsilon="-")
+
+        def on_progress(event: TrainingProgress) -> None:
+            fields: dict[str, Any] = {"epoch": f"{event.epoch}/{event.total_epochs}", "epsilon": f"{event.epsilon:.3g}"}
+            if "discriminator_loss" in event.metrics:
+                fields["discriminator"] = f"{event.metrics['discriminator_loss']:.4f}"
+            if "generator_loss" in event.metrics:
+                fields["generator"] = f"{event.metrics['generator_loss']:.4f}"
+            progress.update(task, completed=event.step, total=event.total_steps, **fields)
+
+        yield on_progress
+
+
+def _print_report(report: PrivacyReport, run_dir: Path) -> None:
+    """The guarantee as a table, then the notes (how the run differs from seed 001, warnings)."""
+    table = Table(title="privacy guarantee", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("guarantee", report.summary_line())
+    table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
+    table.add_row("delta", f"{report.delta:.3g}")
+    table.add_row("private units", f"{report.n_units} {report.unit}s")
+    if report.noise_multiplier is not None:
+        table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
+                      f"clipping bound {report.max_grad_norm:g}, {report.steps} discriminator steps")
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]-[/yellow] {note}", highlight=False)
+    console.print(f"run directory: {run_dir} (privacy.json, metrics.csv, checkpoints/latest.pt, samples/)")
+
+
+def train(
+    data: str | None = typer.Option(None, "--data", help="Labelled images: a dataset ref (PATH, PATH:SPLIT, phantom-classes:train). Optional with --resume."),
+    out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
+    epsilon: float | None = typer.Option(None, "--epsilon", help="Target epsilon for the whole run; 'inf' trains without DP (a reference). Required unless --resume."),
+    delta: float | None = typer.Option(None, "--delta", help="Delta; default 1/(N+1) for N private units (it must be below 1/N)."),
+    unit: Unit = typer.Option(Unit.image, "--unit", help="What epsilon protects: one image, or every image of a patient."),
+    epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs of 1/q discriminator steps each (q = batch size / private units)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Discriminator steps in total; replaces --epochs."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Expected private units per Poisson batch (sample rate q = this / units)."),
+    learning_rate: float = typer.Option(1e-4, "--learning-rate", help="Adam learning rate of both networks (seed 001: 1e-4)."),
+    base_channels: int = typer.Option(64, "--base-channels", min=1, help="Network width (seed 001: 64, i.e. 512 features at 4x4)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for networks, batches, latents, classes and noise."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
+) -> None:
+    """Train a class-conditional AC-GAN: the discriminator learns with DP-SGD, the generator by post-processing.
+
+    Seed 001's settings: latent 100 + one-hot class, five transposed convolutions; discriminator of five
+    convolutions with a real/fake and a class head (GroupNorm, never BatchNorm); Adam lr 1e-4; class-loss
+    weight 1. A real row's loss (real/fake + class) is clipped per unit and noised; each step draws a fresh
+    Poisson batch and is one accountant step, calibrated so the planned steps spend exactly --epsilon.
+    """
+    from privmed.data import load
+    from privmed.methods.acgan import ACGAN
+    from privmed.runs import RunDirectory
+
+    if resume:
+        model = ACGAN.from_run(out)
+        data = data or RunDirectory(out).read_config().get("data", {}).get("ref")
+        if data is None:
+            raise PrivmedError(f"{out}: the run does not record its data: pass --data again")
+    else:
+        if epsilon is None:
+            raise PrivmedError("--epsilon is required (use 'inf' for a non-private reference)")
+        if data is None:
+            raise PrivmedError("--data is required to start a run")
+        model = ACGAN(
+            epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+            learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,
+            seed=seed, run_dir=out,
+        )
+    dataset = load(data)
+    with _progress() as on_progress:
+        model.on_progress = on_progress
+        model.fit(dataset, resume=resume, data_ref=data)
+    report = model.privacy_report()
+    console.print(f"training done: {report.steps} discriminator steps; the privacy budget of this run is spent")
+    _print_report(report, out)
+
+
+def morph(
+    run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train acgan'."),
+    from_class: str = typer.Option(..., "--from", help="Class to start from (index or name)."),
+    to_class: str = typer.Option(..., "--to", help="Class to end at (index or name)."),
+    steps: int = typer.Option(8, "--steps", min=2, help="Images per row, both end classes included."),
+    rows: int = typer.Option(4, "--rows", min=1, help="Rows: one fixed latent vector each."),
+    out: Path = typer.Option(..., "--out", help="PNG file for the grid."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the latent vectors (default: the run's seed)."),
+) -> None:
+    """Morph generated images from one class to another by mixing the one-hot condition at fixed latents.
+
+    Seed 001 (figure 2B) keeps the latent vector and interpolates the condition; each row here is one
+    latent, each column one mixture. The grid is post-processing of the trained generator: it carries the
+    run's guarantee.
+    """
+    from privmed.methods.acgan import ACGAN
+    from privmed.report.grids import save_pair_grid
+
+    if out.suffix.lower() != ".png":
+        raise PrivmedError(f"--out must be a .png file, got {out}")
+    model = ACGAN.load(run_dir)
+    grid = model.morph(from_class, to_class, steps=steps, n_latents=rows, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_pair_grid(grid, out, n=len(grid), columns=steps, scale=2)
+    console.print(f"wrote a {rows} x {steps} morph grid to {out}")
+    console.print(f"guarantee: {model.privacy_report().summary_line()}", highlight=False)

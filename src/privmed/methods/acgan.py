@@ -1,0 +1,510 @@
+"""AC-GAN: class-conditional synthetic images under (optional) differential privacy (seed 001).
+
+Seed 001 shares spine MRI through an auxiliary-classifier GAN (Odena et al. 2017): the generator
+draws an image from a latent vector and a one-hot class; the discriminator says real or fake and
+which class. Only the discriminator sees private data, so only its gradient is privatized here:
+its loss on a real row is the real/fake loss plus ``class_weight`` times the class loss, clipped
+per privacy unit and noised by :class:`privmed.methods.training.DPTrainer` (the loop the DP-WGAN
+uses); generated rows are public. The generator learns from the discriminator by post-processing.
+
+What privmed does differently from seed 001, stated in every privacy report:
+
+- the seed trained without any formal privacy; here ``epsilon`` is a DP-SGD target (``inf`` trains
+  the same way without clipping or noise, as a reference);
+- the class head is trained with cross-entropy on logits; the seed's code applied softmax and then
+  NLLLoss, i.e. it fed probabilities where log-probabilities belong;
+- generated rows draw their class uniformly during training (the training set's class frequencies
+  are private). Samples follow ``class_frequencies``: the training frequencies for a non-private
+  run; for a DP run uniform, unless public frequencies are given, since the exact training counts
+  are not covered by epsilon.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from privmed.data.dataset import ImageDataset
+from privmed.errors import DataError, PrivmedError
+from privmed.methods.base import GenerativeMethod
+from privmed.methods.training import (
+    DPTrainer,
+    EpochCallback,
+    LedgerRelease,
+    PrivateGradient,
+    ProgressCallback,
+    TrainingPlan,
+    plan_training,
+    privacy_report,
+)
+from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerator, build_size, one_hot
+from privmed.privacy.calibration import default_delta
+from privmed.privacy.ledger import dataset_key
+from privmed.privacy.report import PrivacyReport
+from privmed.privacy.units import PrivacyUnit
+from privmed.report.grids import save_pair_grid
+from privmed.runs import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+METHOD_NAME = "acgan"
+_SAMPLE_CHUNK = 256
+_PREVIEW_PER_CLASS = 4
+_PREVIEW_MAX_CLASSES = 8
+_ADAM_BETAS = (0.5, 0.999)
+
+
+def discriminator_losses(real_fake: torch.Tensor, class_logits: torch.Tensor, is_real: bool, labels: torch.Tensor, class_weight: float) -> torch.Tensor:
+    """Per-row AC-GAN loss: binary cross-entropy of the real/fake logit plus weighted class cross-entropy."""
+    target = torch.full_like(real_fake, 1.0 if is_real else 0.0)
+    return (
+        F.binary_cross_entropy_with_logits(real_fake, target, reduction="none")
+        + class_weight * F.cross_entropy(class_logits, labels, reduction="none")
+    )
+
+
+class _ACGANTask:
+    """The AC-GAN's private step for :class:`DPTrainer`: one discriminator step, then one generator step."""
+
+    metric_names = ("discriminator_loss", "generator_loss", "clipped_fraction")
+
+    def __init__(
+        self,
+        generator: ConditionalGenerator,
+        discriminator: ACDiscriminator,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        unit_ids: np.ndarray,
+        *,
+        n_fake: int,
+        learning_rate: float,
+        class_weight: float,
+        seed: int,
+    ) -> None:
+        self.generator = generator
+        self.private_module = discriminator
+        self.images = images
+        self.labels = labels
+        self.unit_ids = torch.from_numpy(np.asarray(unit_ids, dtype=np.int64))
+        self.n_fake = n_fake
+        self.class_weight = class_weight
+        self.n_classes = generator.n_classes
+        self.generator_optimizer = torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=_ADAM_BETAS)
+        self.discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=learning_rate, betas=_ADAM_BETAS)
+        self.latents = torch.Generator().manual_seed(seed)
+        shown = min(self.n_classes, _PREVIEW_MAX_CLASSES)
+        self.preview_labels = torch.arange(shown).repeat_interleave(_PREVIEW_PER_CLASS)
+        preview_rng = torch.Generator().manual_seed(seed + 1)
+        self.preview_latent = torch.randn(len(self.preview_labels), generator.latent_dim, generator=preview_rng)
+
+    def _fake_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents and uniformly drawn classes for ``n_fake`` generated rows (no private information)."""
+        latent = torch.randn(self.n_fake, self.generator.latent_dim, generator=self.latents)
+        labels = torch.randint(self.n_classes, (self.n_fake,), generator=self.latents)
+        return latent, labels
+
+    def private_step(self, batch: np.ndarray, step: int, gradient: PrivateGradient) -> dict[str, float]:
+        """One discriminator step on a Poisson batch of real images and ``n_fake`` generated ones."""
+        discriminator = self.private_module
+        index = torch.from_numpy(np.asarray(batch, dtype=np.int64))
+        latent, fake_labels = self._fake_batch()
+        with torch.no_grad():
+            fake = self.generator(latent, one_hot(fake_labels, self.n_classes))
+        with gradient.capture():
+            real_fake, class_logits = discriminator(torch.cat([self.images[index], fake]))
+        n_real = len(index)
+        # Private rows: their loss per row (the trainer clips per unit, noises, divides by the expected batch).
+        # Public rows: the mean loss over generated images, which depend on no private record.
+        real_losses = discriminator_losses(real_fake[:n_real], class_logits[:n_real], True, self.labels[index], self.class_weight)
+        fake_losses = discriminator_losses(real_fake[n_real:], class_logits[n_real:], False, fake_labels, self.class_weight)
+        unit_ids = torch.cat([self.unit_ids[index], torch.full((self.n_fake,), -1, dtype=torch.long)])
+        stats = gradient.backward(torch.cat([real_losses, fake_losses / self.n_fake]), unit_ids)
+        self.discriminator_optimizer.step()
+        metrics = {"generator_loss": self._generator_step()}
+        if n_real:
+            metrics["discriminator_loss"] = float(real_losses.detach().mean() + fake_losses.detach().mean())
+        if stats is not None:
+            metrics["clipped_fraction"] = stats.clipped_fraction
+        return metrics
+
+    def _generator_step(self) -> float:
+        """Fool the discriminator into 'real' and the requested class; no private data, no privacy cost."""
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        latent, labels = self._fake_batch()
+        real_fake, class_logits = self.private_module(self.generator(latent, one_hot(labels, self.n_classes)))
+        loss = discriminator_losses(real_fake, class_logits, True, labels, self.class_weight).mean()
+        loss.backward()
+        self.generator_optimizer.step()
+        return float(loss.detach())
+
+    def end_epoch(self, epoch: int, run: RunDirectory | None) -> None:
+        """Write the epoch's sample grid: one row per class, the same latent vectors every epoch."""
+        if run is None:
+            return
+        images = generate_images(self.generator, self.preview_latent, one_hot(self.preview_labels, self.n_classes))
+        preview = _images_dataset(images, self.preview_labels, None, "preview")
+        save_pair_grid(preview, run.samples_dir / f"epoch_{epoch:04d}.png", n=len(preview), columns=_PREVIEW_PER_CLASS, scale=2)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.private_module.state_dict(),
+            "generator_optimizer": self.generator_optimizer.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+            "latent_rng": self.latents.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.private_module.load_state_dict(state["discriminator"])
+        self.generator_optimizer.load_state_dict(state["generator_optimizer"])
+        self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        self.latents.set_state(state["latent_rng"])
+
+
+def generate_images(generator: ConditionalGenerator, latent: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    """Generator outputs in evaluation mode, in chunks (the generator's mode is restored)."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([generator(z, c) for z, c in zip(latent.split(_SAMPLE_CHUNK), condition.split(_SAMPLE_CHUNK))])
+    finally:
+        generator.train(was_training)
+
+
+def _images_dataset(
+    images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str] | None, name: str, metadata: dict[str, Any] | None = None
+) -> ImageDataset:
+    ids = np.array([f"synthetic-{i:06d}" for i in range(len(images))])
+    return ImageDataset(
+        images=images.clamp(0.0, 1.0).numpy().astype(np.float32),
+        labels=labels.numpy().astype(np.int64),
+        class_names=tuple(class_names) if class_names is not None else None,
+        subjects=ids,
+        sources=ids,
+        name=name,
+        record_kind="image",
+        subjects_known=False,
+        metadata=metadata or {},
+    )
+
+
+class ACGAN(GenerativeMethod):
+    """A class-conditional GAN whose discriminator is trained with DP-SGD (seed 001 + DP).
+
+    ``epsilon`` is the target (``inf``: no privacy, a reference); ``delta`` defaults to 1/(N+1) for
+    N private units; ``unit`` is ``image`` (one training image) or ``patient`` (all of a patient's
+    images). The run lasts ``epochs`` epochs of ``1/q`` discriminator steps (q = batch_size / N), or
+    ``max_steps`` steps; the noise is calibrated so exactly these steps spend ``epsilon``. Seed 001's
+    settings are the defaults: latent 100, Adam lr 1e-4, class-loss weight 1, base width 64.
+    ``class_frequencies`` (public, one per class) replaces the default sampling frequencies. With
+    ``run_dir`` the run writes config.json, metrics.csv, checkpoints, sample grids and privacy.json.
+
+    Learned: ``generator_``, ``report_``, ``class_frequencies_``, ``class_names_``.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 8.0,
+        *,
+        delta: float | None = None,
+        unit: PrivacyUnit | str = "image",
+        epochs: int | None = 50,
+        max_steps: int | None = None,
+        batch_size: int = 32,
+        learning_rate: float = 1e-4,
+        class_weight: float = 1.0,
+        max_grad_norm: float = 1.0,
+        latent_dim: int = LATENT_DIM,
+        generator_channels: int = 64,
+        discriminator_channels: int = 64,
+        discriminator_norm: str = "group",
+        class_frequencies: Sequence[float] | None = None,
+        records_per_unit: int | None = 8,
+        accountant: str = "rdp",
+        seed: int = 0,
+        checkpoint_every: int | None = None,
+        run_dir: str | Path | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
+        self.epsilon = epsilon
+        self.delta = delta
+        self.unit = unit
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.class_weight = class_weight
+        self.max_grad_norm = max_grad_norm
+        self.latent_dim = latent_dim
+        self.generator_channels = generator_channels
+        self.discriminator_channels = discriminator_channels
+        self.discriminator_norm = discriminator_norm
+        self.class_frequencies = class_frequencies
+        self.records_per_unit = records_per_unit
+        self.accountant = accountant
+        self.seed = seed
+        self.checkpoint_every = checkpoint_every
+        self.run_dir = run_dir
+        self.on_progress = on_progress
+        self.on_epoch = on_epoch
+        self.generator_: ConditionalGenerator | None = None
+        self.report_: PrivacyReport | None = None
+
+    _HYPERPARAMETERS = (
+        "epsilon", "delta", "unit", "epochs", "max_steps", "batch_size", "learning_rate", "class_weight", "max_grad_norm",
+        "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
+        "records_per_unit", "accountant", "seed", "checkpoint_every",
+    )
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters as JSON-ready values (what config.json stores)."""
+        params = {name: getattr(self, name) for name in self._HYPERPARAMETERS}
+        params["unit"] = PrivacyUnit.parse(self.unit).value
+        params["epsilon"] = "inf" if math.isinf(float(self.epsilon)) else float(self.epsilon)
+        if self.class_frequencies is not None:
+            params["class_frequencies"] = [float(f) for f in self.class_frequencies]
+        return params
+
+    @staticmethod
+    def _params_from_config(config: dict[str, Any]) -> dict[str, Any]:
+        if config.get("method") != METHOD_NAME:
+            raise PrivmedError(f"the run is a {config.get('method')!r} run, not an AC-GAN run")
+        params = dict(config["params"])
+        params["epsilon"] = float(params["epsilon"])
+        return params
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **callbacks: Any) -> "ACGAN":
+        """An unfitted AC-GAN with the options of the run in ``run_dir`` (to resume it with ``fit(data, resume=True)``)."""
+        config = RunDirectory(run_dir).read_config()
+        return cls(**cls._params_from_config(config), run_dir=run_dir, **callbacks)
+
+    def _check_data(self, data: ImageDataset) -> int:
+        """Refuse data the AC-GAN cannot learn; return the number of classes."""
+        if data.labels is None:
+            raise DataError(f"{data.name}: the AC-GAN learns class-conditional images, but the data has no class labels")
+        if len(data.spatial_shape) != 2 or data.spatial_shape[0] != data.spatial_shape[1]:
+            raise DataError(f"{data.name}: the AC-GAN trains on square 2D images, got spatial shape {data.spatial_shape}")
+        build_size(data.spatial_shape[0])
+        n_classes = max(data.n_classes, 2)
+        if self.class_frequencies is not None and len(self.class_frequencies) != n_classes:
+            raise PrivmedError(f"class_frequencies has {len(self.class_frequencies)} values but {data.name} has {n_classes} classes")
+        return n_classes
+
+    def _sampling_frequencies(self, data: ImageDataset, n_classes: int, private: bool) -> np.ndarray:
+        """The class frequencies ``sample`` draws with (see the module docstring for why)."""
+        if self.class_frequencies is not None:
+            frequencies = np.asarray(self.class_frequencies, dtype=np.float64)
+            if np.any(frequencies < 0) or frequencies.sum() <= 0:
+                raise PrivmedError(f"class_frequencies must be non-negative and not all zero, got {list(self.class_frequencies)}")
+        elif private:
+            frequencies = np.ones(n_classes)
+        else:
+            frequencies = np.bincount(data.labels, minlength=n_classes).astype(np.float64)
+        return frequencies / frequencies.sum()
+
+    def fit(self, data: ImageDataset, *, resume: bool = False, data_ref: str | None = None) -> Self:
+        """Train on labelled images ``data``; with ``resume``, continue the run in ``run_dir``.
+
+        ``data_ref`` (how the data was loaded, e.g. ``phantom-classes:train``) is stored in
+        config.json so the CLI can resume without being told again.
+        """
+        n_classes = self._check_data(data)
+        image_size = data.spatial_shape[0]
+        unit = PrivacyUnit.parse(self.unit)
+        unit_ids = data.unit_ids(unit)
+        n_units = data.n_units(unit)
+        delta = default_delta(n_units) if self.delta is None else float(self.delta)
+        plan = plan_training(
+            target_epsilon=float(self.epsilon), delta=delta, unit=unit, record_kind=data.record_kind, n_units=n_units,
+            batch_size=self.batch_size, epochs=self.epochs, max_steps=self.max_steps, max_grad_norm=self.max_grad_norm,
+            accountant=self.accountant,
+        )
+        frequencies = self._sampling_frequencies(data, n_classes, plan.private)
+        class_names = list(data.class_names) if data.class_names is not None else [str(k) for k in range(n_classes)]
+        key = dataset_key(data)
+        run = RunDirectory(self.run_dir) if self.run_dir is not None else None
+        run_id = self._start_run(run, resume, plan, key, data, data_ref, n_classes, class_names, frequencies)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            generator = ConditionalGenerator(n_classes, data.n_channels, image_size, self.latent_dim, self.generator_channels)
+            discriminator = ACDiscriminator(n_classes, data.n_channels, image_size, self.discriminator_channels, norm=self.discriminator_norm)
+        task = _ACGANTask(
+            generator, discriminator, torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64)), unit_ids,
+            n_fake=self.batch_size, learning_rate=self.learning_rate, class_weight=self.class_weight, seed=self.seed,
+        )
+        notes = self._notes(plan, data, delta_is_default=self.delta is None)
+
+        def report_factory(steps: int, epsilon: float) -> PrivacyReport:
+            return privacy_report(plan, steps, epsilon, seed=self.seed, dataset=key, notes=notes)
+
+        logger.info(
+            "AC-GAN: %d %ss, %d classes, q=%.4g, %d discriminator steps, noise multiplier %s, delta %.3g",
+            n_units, plan.unit_word, n_classes, plan.sample_rate, plan.steps, plan.noise_multiplier, delta,
+        )
+        trainer = DPTrainer(
+            task, plan, unit_ids, report_factory=report_factory, seed=self.seed,
+            records_per_unit=None if unit is PrivacyUnit.RECORD else self.records_per_unit, run=run,
+            release=LedgerRelease(key, run_id, f"AC-GAN {run.path if run else 'in memory'}"),
+            on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
+        )
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.report_ = trainer.train(resume=resume)
+        self.generator_ = generator.eval()
+        self.plan_ = plan
+        self.class_frequencies_ = frequencies
+        self.class_names_ = class_names
+        return self
+
+    def _start_run(
+        self, run: RunDirectory | None, resume: bool, plan: TrainingPlan, key: str, data: ImageDataset, data_ref: str | None,
+        n_classes: int, class_names: list[str], frequencies: np.ndarray,
+    ) -> str:
+        """Create (or check, on resume) the run directory; return the run id the ledger knows it by."""
+        if run is None:
+            if resume:
+                raise PrivmedError("resume needs run_dir: the run directory to continue")
+            return uuid.uuid4().hex
+        if resume:
+            config = run.read_config()
+            if config.get("data", {}).get("key") != key:
+                raise PrivmedError(f"{run.path} was trained on {config.get('data', {}).get('key')}, not on {key}: resume with the same data")
+            if config.get("params") != self.get_params():
+                raise PrivmedError(f"{run.path} was started with other options: resume it with ACGAN.from_run or --resume alone")
+            return str(config["run_id"])
+        run_id = uuid.uuid4().hex
+        config = {
+            "method": METHOD_NAME,
+            "run_id": run_id,
+            "params": self.get_params(),
+            "data": {
+                "ref": data_ref,
+                "name": data.name,
+                "key": key,
+                "records": len(data),
+                "record_kind": data.record_kind,
+                "image_channels": data.n_channels,
+                "image_size": data.spatial_shape[0],
+                "n_classes": n_classes,
+                "class_names": class_names,
+            },
+            "sampling_class_frequencies": [float(f) for f in frequencies],
+            "plan": plan.to_dict(),
+        }
+        run.create(config)
+        return run_id
+
+    def _notes(self, plan: TrainingPlan, data: ImageDataset, *, delta_is_default: bool) -> list[str]:
+        """How this release differs from seed 001, and what its guarantee rests on."""
+        notes = [
+            "class head trained with cross-entropy on logits; seed 001's code passed softmax outputs to NLLLoss "
+            "(probabilities where log-probabilities belong)",
+        ]
+        if not plan.private:
+            return notes + [
+                "trained without differential privacy (epsilon = inf): a non-private reference, no guarantee",
+                "samples follow the training set's exact class frequencies",
+                "not booked in the budget ledger: it has no finite epsilon to book",
+            ]
+        notes += [
+            "only the discriminator sees private data (real/fake + class loss per row, clipped per "
+            f"{plan.unit_word}); generator steps and samples are post-processing",
+            "every discriminator step draws a fresh Poisson batch and is one accountant step",
+            "metrics.csv losses are computed on private batches without noise: they are for the operator, not for release",
+        ]
+        if self.class_frequencies is None:
+            notes.append("samples draw classes uniformly: the training set's class frequencies are private and not released")
+        else:
+            notes.append("samples draw classes by the class frequencies the operator supplied as public knowledge")
+        if delta_is_default:
+            notes.append(f"delta = 1/(N+1) with N = {plan.n_units} {plan.unit_word}s (delta must be < 1/N)")
+        if plan.unit == PrivacyUnit.PATIENT.value and not data.subjects_known:
+            notes.append("the data carries no patient ids: one patient per image is assumed")
+        return notes
+
+    def _class_index(self, class_label: int | str) -> int:
+        """A class given by index or name -> its index (a :class:`PrivmedError` names the known classes)."""
+        names = self.class_names_
+        if isinstance(class_label, str) and class_label in names:
+            return names.index(class_label)
+        try:
+            index = int(class_label)
+        except ValueError:
+            index = -1
+        if not 0 <= index < len(names):
+            raise PrivmedError(f"unknown class {class_label!r}: use an index 0..{len(names) - 1} or a name ({', '.join(names)})")
+        return index
+
+    def sample(self, n: int, seed: int | None = None, class_label: int | str | None = None) -> ImageDataset:
+        """``n`` synthetic labelled images, of class ``class_label`` (index or name) or by ``class_frequencies_``."""
+        self._check_fitted("generator_")
+        if n < 1:
+            raise PrivmedError(f"the number of samples must be positive, got {n}")
+        rng = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        if class_label is None:
+            labels = torch.multinomial(torch.from_numpy(self.class_frequencies_), n, replacement=True, generator=rng)
+        else:
+            labels = torch.full((n,), self._class_index(class_label), dtype=torch.long)
+        latent = torch.randn(n, self.generator_.latent_dim, generator=rng)
+        images = generate_images(self.generator_, latent, one_hot(labels, self.generator_.n_classes))
+        metadata = {"method": METHOD_NAME, "privacy": self.report_.summary_line() if self.report_ else None}
+        return _images_dataset(images, labels, self.class_names_, "acgan-synthetic", metadata)
+
+    def morph(self, from_class: int | str, to_class: int | str, steps: int = 8, n_latents: int = 4, seed: int | None = None) -> ImageDataset:
+        """Images morphing from one class to another at fixed latents (seed 001, figure 2B).
+
+        Row ``r`` holds ``steps`` images of latent ``r`` whose condition mixes the two one-hot vectors
+        linearly, from all ``from_class`` to all ``to_class``. Labels are the nearer class.
+        """
+        self._check_fitted("generator_")
+        if steps < 2 or n_latents < 1:
+            raise PrivmedError(f"morph needs steps >= 2 and n_latents >= 1, got steps={steps}, n_latents={n_latents}")
+        n_classes = self.generator_.n_classes
+        start = one_hot(torch.tensor([self._class_index(from_class)]), n_classes)
+        end = one_hot(torch.tensor([self._class_index(to_class)]), n_classes)
+        weights = torch.linspace(0.0, 1.0, steps)[:, None]
+        conditions = ((1 - weights) * start + weights * end).repeat(n_latents, 1)
+        rng = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        latent = torch.randn(n_latents, self.generator_.latent_dim, generator=rng).repeat_interleave(steps, dim=0)
+        images = generate_images(self.generator_, latent, conditions)
+        return _images_dataset(images, conditions.argmax(dim=1), self.class_names_, "acgan-morph")
+
+    def privacy_report(self) -> PrivacyReport:
+        """The guarantee of the trained generator (and so of every sample drawn from it)."""
+        self._check_fitted("generator_", "report_")
+        return self.report_
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "ACGAN":
+        """The trained AC-GAN of a finished run directory (generator, classes and privacy report)."""
+        run = RunDirectory(run_dir)
+        config = run.read_config()
+        model = cls(**cls._params_from_config(config), run_dir=run_dir)
+        state = run.load_checkpoint()
+        if state is None or not run.privacy_path.exists():
+            raise PrivmedError(f"{run.path} holds no trained generator yet: train it, or resume it with --resume")
+        if not state.get("finished", False):
+            raise PrivmedError(f"{run.path} did not finish training (step {state.get('step')}): resume it with --resume first")
+        data = config["data"]
+        generator = ConditionalGenerator(
+            data["n_classes"], data["image_channels"], data["image_size"], model.latent_dim, model.generator_channels
+        )
+        generator.load_state_dict(state["task"]["generator"])
+        model.generator_ = generator.eval()
+        model.class_names_ = list(data["class_names"])
+        model.class_frequencies_ = np.asarray(config["sampling_class_frequencies"], dtype=np.float64)
+        model.report_ = PrivacyReport.from_json(run.privacy_path)
+        return model
+

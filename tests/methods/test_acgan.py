@@ -1,0 +1,140 @@
+"""AC-GAN: samples carry the requested class, accounting matches the calibration, exact resume, refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from privmed.data import load
+from privmed.data.dataset import ImageDataset
+from privmed.errors import DataError, PrivacyError, PrivmedError
+from privmed.evaluate.classifier import predict_proba, train_classifier
+from privmed.methods import acgan
+from privmed.methods.acgan import ACGAN
+from privmed.privacy.calibration import default_delta, dpsgd_epsilon
+
+# Tiny networks: 8 channels at the widest level's base, a 16-d latent.
+TINY = {"batch_size": 16, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: tiny networks gain nothing from more, and the test machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def with_marked_class(data: ImageDataset) -> ImageDataset:
+    """phantom-classes with the abnormal class made obvious (a bright top band).
+
+    The phantom's own abnormal opacity is faint on purpose; a tiny GAN needs minutes to learn it,
+    while the band is learnt in a few seconds, which is what a unit test can afford.
+    """
+    images = data.images.copy()
+    images[data.labels == 1, :, :8, :] = 1.0
+    return dataclasses.replace(data, images=images)
+
+
+@pytest.fixture(scope="module")
+def phantom() -> ImageDataset:
+    return load("phantom-classes:train")
+
+
+def test_conditional_samples_carry_the_requested_class_for_a_classifier_trained_on_real_data(phantom: ImageDataset) -> None:
+    train = with_marked_class(phantom)
+    test = with_marked_class(load("phantom-classes:test"))
+    judge = train_classifier(train, epochs=2, seed=0)
+    assert (predict_proba(judge, test).argmax(1) == test.labels).mean() > 0.9
+    model = ACGAN(float("inf"), max_steps=100, learning_rate=2e-3, **{**TINY, "batch_size": 32}).fit(train)
+    for wanted in (0, 1):
+        samples = model.sample(100, seed=1, class_label=wanted)
+        assert np.all(samples.labels == wanted)
+        assert (predict_proba(judge, samples).argmax(1) == wanted).mean() > 0.8
+
+
+def test_dp_run_spends_exactly_what_the_accountant_gives_and_writes_its_run(phantom: ImageDataset, tmp_path: Path) -> None:
+    model = ACGAN(4.0, max_steps=6, checkpoint_every=3, run_dir=tmp_path / "run", **TINY).fit(phantom, data_ref="phantom-classes:train")
+    report = model.privacy_report()
+    n = len(phantom)
+    assert report.unit == "image" and report.n_units == n and report.steps == 6
+    assert report.delta == pytest.approx(default_delta(n))
+    assert report.sample_rate == pytest.approx(16 / n)
+    assert report.epsilon == pytest.approx(dpsgd_epsilon(report.noise_multiplier, 16 / n, 6, report.delta), rel=1e-9)
+    assert report.epsilon <= 4.0
+    written = json.loads((tmp_path / "run" / "privacy.json").read_text())
+    assert written["epsilon"] == pytest.approx(report.epsilon)
+    assert len((tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 checkpoints
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["epoch_0001.png"]
+    # A DP run does not sample by the private class frequencies.
+    np.testing.assert_allclose(ACGAN.load(tmp_path / "run").class_frequencies_, [0.5, 0.5])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_epsilon(phantom: ImageDataset, tmp_path: Path) -> None:
+    options = dict(max_steps=6, checkpoint_every=3, **TINY)
+    reference = ACGAN(4.0, run_dir=tmp_path / "whole", **options).fit(phantom)
+
+    def kill(row: dict) -> None:
+        raise _Killed
+
+    with pytest.raises(_Killed):
+        ACGAN(4.0, run_dir=tmp_path / "killed", on_epoch=kill, **options).fit(phantom)
+    with pytest.raises(PrivmedError, match="did not finish"):
+        ACGAN.load(tmp_path / "killed")
+    resumed = ACGAN.from_run(tmp_path / "killed").fit(phantom, resume=True)
+    assert resumed.privacy_report().epsilon == pytest.approx(reference.privacy_report().epsilon, rel=1e-12)
+    for name, tensor in reference.generator_.state_dict().items():
+        torch.testing.assert_close(resumed.generator_.state_dict()[name], tensor, rtol=0, atol=0)
+    loaded = ACGAN.load(tmp_path / "killed")
+    np.testing.assert_array_equal(loaded.sample(4, seed=3).images, resumed.sample(4, seed=3).images)
+
+
+def test_non_private_run_samples_by_the_training_class_frequencies(phantom: ImageDataset) -> None:
+    skewed = phantom.subset(np.concatenate([np.flatnonzero(phantom.labels == 0), np.flatnonzero(phantom.labels == 1)[:64]]))
+    model = ACGAN(float("inf"), max_steps=1, **TINY).fit(skewed)
+    expected = np.bincount(skewed.labels) / len(skewed)
+    np.testing.assert_allclose(model.class_frequencies_, expected)
+    labels = model.sample(2000, seed=0).labels
+    assert abs((labels == 1).mean() - expected[1]) < 0.04
+    assert model.privacy_report().epsilon == float("inf")
+
+
+def test_morph_rows_share_a_latent_and_move_from_one_class_to_the_other(phantom: ImageDataset) -> None:
+    model = ACGAN(float("inf"), max_steps=1, **TINY).fit(phantom)
+    grid = model.morph("normal", "abnormal", steps=5, n_latents=3)
+    assert len(grid) == 15
+    assert list(grid.labels[:5]) == [0, 0, 0, 1, 1]  # nearer class; 50/50 counts as the first
+    ends = model.sample(1, seed=None, class_label=0)
+    assert ends.images.shape[1:] == grid.images.shape[1:]
+    with pytest.raises(PrivmedError, match="unknown class"):
+        model.morph(0, "sick")
+
+
+def test_unlabelled_data_is_refused(phantom: ImageDataset, tmp_path: Path) -> None:
+    unlabelled = dataclasses.replace(phantom, labels=None, class_names=None)
+    with pytest.raises(DataError, match="no class labels"):
+        ACGAN(1.0, max_steps=1, run_dir=tmp_path / "run", **TINY).fit(unlabelled)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_discriminator_with_batchnorm_is_refused(phantom: ImageDataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    class BatchNormDiscriminator(acgan.ACDiscriminator):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.features.insert(1, nn.BatchNorm2d(self.features[0].out_channels))
+
+    monkeypatch.setattr(acgan, "ACDiscriminator", BatchNormDiscriminator)
+    with pytest.raises(PrivacyError, match="BatchNorm"):
+        ACGAN(1.0, max_steps=1, **TINY).fit(phantom)
