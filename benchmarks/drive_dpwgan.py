@@ -68,8 +68,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_one(args: argparse.Namespace, data: ImageDataset, unit: str, epsilon: float) -> dict:
-    """Train (or reuse / resume) one run; return its wall time and privacy report."""
+def run_one(args: argparse.Namespace, data: ImageDataset, unit: str, epsilon: float, earlier: dict[str, float]) -> dict:
+    """Train (or reuse / resume) one run; return its wall time and privacy report.
+
+    A reused run keeps the wall time an earlier invocation recorded for it (``earlier``: run -> seconds).
+    """
     run_dir = args.runs / f"{unit}_eps{'inf' if math.isinf(epsilon) else f'{epsilon:g}'}"
     run = RunDirectory(run_dir)
     state = run.load_checkpoint() if run.config_path.exists() else None
@@ -92,6 +95,8 @@ def run_one(args: argparse.Namespace, data: ImageDataset, unit: str, epsilon: fl
             )
         model.fit(data, resume=resume, data_ref=args.data)
     seconds = time.monotonic() - start
+    if status == "reused":
+        seconds = earlier.get(os.path.relpath(run_dir, ROOT), math.nan)
     if not (run_dir / "synthetic" / "privacy.json").exists():
         write_samples(run_dir, args.samples, run_dir / "synthetic", "npz", args.seed)
     report = json.loads(run.privacy_path.read_text())
@@ -142,11 +147,15 @@ def main() -> None:
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     data = green_channel(load(args.data))
+    previous = args.results.with_suffix(".json")
+    earlier = {}
+    if previous.exists():
+        earlier = {run["run"]: run["wall_seconds"] for run in json.loads(previous.read_text())["runs"] if run["status"] != "reused"}
     start = time.monotonic()
     results = []
     for unit in args.units:
         for text in args.epsilons:
-            results.append(run_one(args, data, unit, float(text)))
+            results.append(run_one(args, data, unit, float(text), earlier))
             total = time.monotonic() - start
             payload = {"command": command, "date": date, "args": {k: str(v) for k, v in vars(args).items()}, "total_seconds": total, "runs": results}
             write_json_atomic(args.results.with_suffix(".json"), payload)

@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--out-detection", type=Path, default=RESULTS_DIR / "pneumonia_dpglow")
     parser.add_argument("--out-obfuscation", type=Path, default=RESULTS_DIR / "pneumonia_obfuscation")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
 
     train, test = load_pneumonia(args.data)
     public, _ = public_private_split(train, seed=args.seed)

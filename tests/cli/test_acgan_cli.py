@@ -61,3 +61,12 @@ def test_morph_writes_a_grid_of_rows_by_steps(trained_run: Path, tmp_path: Path)
     assert result.exit_code == 0, result.output
     width, height = Image.open(out).size
     assert width > height > 0  # 8 tiles across, 2 down
+
+
+def test_resume_of_a_finished_run_reads_its_data_and_options_from_the_run(trained_run: Path) -> None:
+    before = json.loads((trained_run / "privacy.json").read_text())
+    result = runner.invoke(app, ["train", "acgan", "--out", str(trained_run), "--resume"])
+    assert result.exit_code == 0, result.output
+    after = json.loads((trained_run / "privacy.json").read_text())
+    assert after["steps"] == before["steps"] == 4
+    assert after["epsilon"] == pytest.approx(before["epsilon"], rel=1e-12)

@@ -48,6 +48,17 @@ def test_train_writes_a_privacy_report_within_the_budget(trained_run: Path) -> N
     assert report["steps"] == 20
 
 
+def test_the_run_epsilon_is_what_privmed_budget_gives_for_its_parameters(trained_run: Path) -> None:
+    report = json.loads((trained_run / "privacy.json").read_text())
+    result = runner.invoke(
+        app,
+        ["budget", "--noise-multiplier", repr(report["noise_multiplier"]), "--sample-rate", repr(report["sample_rate"]),
+         "--steps", str(report["steps"]), "--delta", repr(report["delta"]), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["epsilon"] == pytest.approx(report["epsilon"], rel=1e-9)
+
+
 def test_generate_writes_pairs_that_data_info_reads(trained_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "S"
     result = runner.invoke(app, ["generate", str(trained_run), "--n", "16", "--out", str(out), "--format", "npz"])

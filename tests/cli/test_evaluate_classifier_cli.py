@@ -80,3 +80,18 @@ def test_detection_without_a_flow_directory_is_one_red_line(tmp_path) -> None:
     )
     assert result.exit_code == 1
     assert "not a privmed run directory" in result.output
+
+
+def test_metrics_carry_the_guarantee_of_a_privatized_release(tmp_path) -> None:
+    release = tmp_path / "release"
+    made = runner.invoke(app, ["privatize", "pixel-ldp", "--data", "phantom-classes:train", "--epsilon", "50000", "--seed", "0", "--out", str(release)])
+    assert made.exit_code == 0, made.output
+    train_ref = str(next(release.glob("*.npz")))
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app, ["evaluate", "classifier", "--train", train_ref, "--test", "phantom-classes:test", "--epochs", "1", "--resamples", "100", "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    privacy = json.loads((out / "metrics.json").read_text())["privacy"]
+    written = json.loads((release / "privacy.json").read_text())
+    assert privacy["epsilon"] == written["epsilon"] == 50000 and privacy["unit"] == written["unit"]

@@ -139,7 +139,7 @@ def audit(
 ) -> None:
     """Empirical lower bound on epsilon by one-run auditing (Steinke, Nasr & Jagielski 2023).
 
-    Marked canary images are each added to the training data with probability 1/2; after training, the release is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (pixel-ldp or memorize), epsilon (pixel-ldp), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (0), confidence (0.95), seed (0).
+    Marked canary images are each added to the training data with probability 1/2; after training, the release is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (pixel-ldp or memorize), epsilon (pixel-ldp), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (default: the method's own), confidence (0.95), seed (0).
     """
     from privmed.data import load
     from privmed.evaluate.audit import auditable_from_config, make_canaries, one_run_audit
@@ -169,7 +169,7 @@ def audit(
         task = progress.add_task("training with canaries", total=runs)
         result = one_run_audit(
             method, data, canaries, k_plus=int(config["k_plus"]) if "k_plus" in config else None, k_minus=int(config["k_minus"]) if "k_minus" in config else None, runs=runs,
-            delta=float(config.get("delta", 0.0)), confidence=float(config.get("confidence", 0.95)), seed=seed,
+            delta=float(config["delta"]) if "delta" in config else None, confidence=float(config.get("confidence", 0.95)), seed=seed,
             on_run=lambda done, total: progress.update(task, completed=done),
         )
     payload = {"method": config.get("method"), "data": config["data"], **result.to_dict()}

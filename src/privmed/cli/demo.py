@@ -60,7 +60,7 @@ def demo(
     table.add_row("sample grid", str(grid_path))
     console.print(table)
     console.print(
-        f"epsilon spent: {report.epsilon:.3g} per {report.unit} (delta {report.delta:.2g}, {report.n_units} {report.unit}s)",
+        f"epsilon spent: {report.epsilon:.3g} per {report.unit} (delta {report.delta:.2g}, {report.n_units} {report.unit} units)",
         highlight=False,
     )
 

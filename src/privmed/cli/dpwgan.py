@@ -60,7 +60,7 @@ def print_report(report: PrivacyReport, run_dir: Path | None = None) -> None:
     table.add_row("guarantee", report.summary_line())
     table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
     table.add_row("delta", f"{report.delta:.3g}")
-    table.add_row("private units", f"{report.n_units} {report.unit}s")
+    table.add_row("private units", f"{report.n_units} ({report.unit} units)")
     if report.noise_multiplier is not None:
         table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
                       f"clipping bound {report.max_grad_norm:g}, {report.steps} critic steps")
@@ -125,7 +125,10 @@ def train(
             critic_channels=base_channels, seed=seed, run_dir=out,
         )
     report = train_dpwgan(model, data, resume=resume)
-    console.print(f"training done: {report.steps} critic steps; the privacy budget of this run is spent")
+    if report.noise_multiplier is None:
+        console.print(f"training done: {report.steps} critic steps without differential privacy (a reference, no guarantee)")
+    else:
+        console.print(f"training done: {report.steps} critic steps; the privacy budget of this run is spent")
     print_report(report, out)
 
 

@@ -13,7 +13,18 @@ from privmed.errors import PrivmedError
 from privmed.evaluate.classifier import evaluate_classifier, write_classifier_report
 from privmed.evaluate.likelihood import detection_auc
 from privmed.fileio import write_json_atomic
+from privmed.privacy.report import PrivacyReport
 from privmed.models.classifiers import CLASSIFIER_NAMES
+
+
+def release_privacy(ref: str) -> PrivacyReport | None:
+    """The privacy report written beside a release (``privmed privatize ... --out DIR``), if there is one."""
+    from privmed.data import parse_ref
+
+    source = Path(parse_ref(ref)[0])
+    folder = source if source.is_dir() else source.parent
+    path = folder / "privacy.json"
+    return PrivacyReport.from_json(path) if path.is_file() else None
 
 
 def classifier(
@@ -61,6 +72,9 @@ def classifier(
             on_epoch=lambda epoch, _total, loss: progress.update(task, completed=epoch, loss=f"{loss:.4f}"),
         )
     metrics.train, metrics.test = train, test
+    report = release_privacy(train)
+    if report is not None:
+        metrics.privacy = {"summary": report.summary_line(), "epsilon": report.epsilon, "delta": report.delta, "unit": report.unit}
     paths = write_classifier_report(out, metrics, test_data.labels, probabilities)
     if as_json:
         print_json(metrics.to_dict())
@@ -73,6 +87,8 @@ def classifier(
         "ROC AUC", f"{metrics.roc_auc:.3f}  [{metrics.roc_auc_low:.3f}, {metrics.roc_auc_high:.3f}] {metrics.confidence:.0%} CI"
     )
     table.add_row("train / test images", f"{metrics.n_train} / {metrics.n_test}")
+    if metrics.privacy is not None:
+        table.add_row("release guarantee", metrics.privacy["summary"])
     console.print(table)
     console.print(f"wrote {paths['metrics']} and {paths['roc']}")
 

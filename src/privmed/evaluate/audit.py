@@ -178,6 +178,7 @@ def make_canaries(pool: ImageDataset, n: int, *, seed: int = 0, side: int | None
         images=images,
         subjects=np.array([f"canary-{i}" for i in range(n)]),
         sources=np.array([f"canary-{i}" for i in range(n)]),
+        segmentations=chosen.segmentations,
         labels=chosen.labels,
         class_names=chosen.class_names,
         name="canaries",
@@ -185,15 +186,18 @@ def make_canaries(pool: ImageDataset, n: int, *, seed: int = 0, side: int | None
     )
 
 
+def _joined(first: np.ndarray | None, second: np.ndarray | None) -> np.ndarray | None:
+    return None if first is None or second is None else np.concatenate([first, second])
+
+
 def _with_canaries(data: ImageDataset, canaries: ImageDataset) -> ImageDataset:
-    labels = None
-    if data.labels is not None and canaries.labels is not None:
-        labels = np.concatenate([data.labels, canaries.labels])
+    """The training data with the included canaries appended (labels and segmentations kept where both have them)."""
     return ImageDataset(
         images=np.concatenate([data.images, canaries.images]),
         subjects=np.concatenate([data.subjects, canaries.subjects]),
         sources=np.concatenate([data.sources, canaries.sources]),
-        labels=labels,
+        segmentations=_joined(data.segmentations, canaries.segmentations),
+        labels=_joined(data.labels, canaries.labels),
         class_names=data.class_names,
         name=data.name,
         record_kind=data.record_kind,
@@ -208,7 +212,7 @@ def one_run_audit(
     k_plus: int | None = None,
     k_minus: int | None = None,
     runs: int = 1,
-    delta: float = 0.0,
+    delta: float | None = None,
     confidence: float = 0.95,
     claimed_epsilon: float | None = None,
     seed: int = 0,
@@ -216,7 +220,8 @@ def one_run_audit(
 ) -> AuditResult:
     """Train ``runs`` times on ``data`` plus a random half of the canaries; bound epsilon from the guesses.
 
-    Default guesses: k+ = k- = a quarter of all canaries (pooled over runs).
+    Default guesses: k+ = k- = a quarter of all canaries (pooled over runs). ``delta`` and
+    ``claimed_epsilon`` default to what the method claims (its ``claimed_delta`` / ``claimed_epsilon``).
     """
     if canaries.images.shape[1:] != data.images.shape[1:]:
         raise PrivmedError(f"canaries of shape {canaries.images.shape[1:]} do not match the data's {data.images.shape[1:]}")
@@ -237,6 +242,8 @@ def one_run_audit(
             on_run(run + 1, runs)
     if claimed_epsilon is None:
         claimed_epsilon = getattr(method, "claimed_epsilon", None)
+    if delta is None:
+        delta = getattr(method, "claimed_delta", None) or 0.0
     total = runs * len(canaries)
     k_plus = total // 4 if k_plus is None else k_plus
     k_minus = total // 4 if k_minus is None else k_minus
@@ -267,6 +274,12 @@ class ReleaseAudit:
         """The epsilon the last trained method reports (``privacy_report()``), None if it makes no claim."""
         report = getattr(self.last_method, "privacy_report", None)
         return float(report().epsilon) if callable(report) else None
+
+    @property
+    def claimed_delta(self) -> float | None:
+        """The delta the last trained method reports, None if it makes no claim."""
+        report = getattr(self.last_method, "privacy_report", None)
+        return float(report().delta) if callable(report) else None
 
     def train_with(self, data: ImageDataset, seed: int) -> CanaryScorer:
         method = self.make_method()

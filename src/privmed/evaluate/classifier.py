@@ -46,7 +46,10 @@ class AUCInterval:
 
 @dataclass
 class ClassifierMetrics:
-    """What ``evaluate classifier`` reports: accuracy at the arg-max class and ROC AUC with its CI."""
+    """What ``evaluate classifier`` reports: accuracy at the arg-max class and ROC AUC with its CI.
+
+    ``privacy`` holds the guarantee of the training release (from the privacy.json beside it) when known.
+    """
 
     model: str
     accuracy: float

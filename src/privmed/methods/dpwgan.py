@@ -195,6 +195,12 @@ class DPWGAN(GenerativeMethod):
     Learned: ``generator_``, ``report_``, ``plan_``.
     """
 
+    _HYPERPARAMETERS = (
+        "epsilon", "delta", "unit", "patch_size", "patches_per_subject", "epochs", "max_steps", "batch_size", "n_critic",
+        "learning_rate", "weight_clip", "max_grad_norm", "latent_dim", "generator_channels", "critic_channels",
+        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every",
+    )
+
     def __init__(
         self,
         epsilon: float = 8.0,
@@ -247,12 +253,6 @@ class DPWGAN(GenerativeMethod):
         self.on_epoch = on_epoch
         self.generator_: Generator | None = None
         self.report_: PrivacyReport | None = None
-
-    _HYPERPARAMETERS = (
-        "epsilon", "delta", "unit", "patch_size", "patches_per_subject", "epochs", "max_steps", "batch_size", "n_critic",
-        "learning_rate", "weight_clip", "max_grad_norm", "latent_dim", "generator_channels", "critic_channels",
-        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every",
-    )
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters as JSON-ready values (what config.json stores)."""
@@ -396,7 +396,7 @@ class DPWGAN(GenerativeMethod):
         ]
         if delta_is_default:
             notes.append(
-                f"delta = 1/(N+1) with N = {plan.n_units} {plan.unit_word}s; seed 000 used 1/N, but delta must be < 1/N "
+                f"delta = 1/(N+1) with N = {plan.n_units} {plan.unit_word} units; seed 000 used 1/N, but delta must be < 1/N "
                 "(delta = 1/N allows one unit's data to be released in the clear)"
             )
         if plan.unit != PrivacyUnit.RECORD.value and self.records_per_unit is not None:

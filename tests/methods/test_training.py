@@ -1,0 +1,46 @@
+"""The shared DP training plan: schedule arithmetic, calibration, refusals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from privmed.errors import PrivacyError, PrivmedError
+from privmed.methods.training import plan_training
+from privmed.privacy.calibration import dpsgd_epsilon
+
+
+def test_epochs_are_one_over_q_steps_and_the_plan_ends_at_the_target() -> None:
+    plan = plan_training(target_epsilon=5.0, delta=1e-4, unit="patch", record_kind="patch", n_units=3200, batch_size=32, epochs=3)
+    assert plan.sample_rate == pytest.approx(0.01)
+    assert plan.steps_per_epoch == 100 and plan.steps == 300 and plan.epochs == 3
+    assert plan.unit == "record" and plan.unit_word == "patch" and plan.expected_batch_units == pytest.approx(32)
+    spent = dpsgd_epsilon(plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta)
+    assert 0.98 * 5.0 <= spent <= 5.0
+
+
+def test_max_steps_replaces_epochs_and_a_partial_last_epoch_counts() -> None:
+    plan = plan_training(target_epsilon=5.0, delta=1e-4, unit="image", record_kind="patch", n_units=3200, batch_size=32, epochs=3, max_steps=150)
+    assert plan.steps == 150 and plan.epochs == 2 and plan.unit_word == "image"
+
+
+def test_infinite_epsilon_plans_no_noise() -> None:
+    plan = plan_training(target_epsilon=math.inf, delta=1e-4, unit="patch", record_kind="patch", n_units=100, batch_size=10, max_steps=5)
+    assert not plan.private and plan.noise_multiplier is None and plan.to_dict()["target_epsilon"] == "inf"
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"batch_size": 200}, PrivmedError, "exceeds the 100 privacy units"),
+        ({"delta": 0.01}, PrivacyError, "1/N"),
+        ({"target_epsilon": 0.0}, PrivacyError, "epsilon"),
+        ({"epochs": None}, PrivmedError, "epochs"),
+        ({"max_grad_norm": 0.0}, PrivacyError, "max_grad_norm"),
+    ],
+)
+def test_bad_plans_are_refused_with_a_message(changes: dict, error: type, message: str) -> None:
+    options = {"target_epsilon": 4.0, "delta": 1e-3, "unit": "patch", "record_kind": "patch", "n_units": 100, "batch_size": 10, "epochs": 1}
+    with pytest.raises(error, match=message):
+        plan_training(**{**options, **changes})
