@@ -14,6 +14,7 @@ import numbers
 from typing import Any
 
 from privmed.errors import PrivacyError
+from privmed.privacy.units import plural
 
 GROUP_PRIVACY_SOURCE = "group privacy of (epsilon, delta)-DP: Dwork & Roth 2014 Thm 2.2; Vadhan 2017 Lemma 2.2"
 
@@ -46,7 +47,7 @@ def group_privacy_report(epsilon: float, delta: float, records_per_unit: int, un
         "delta": group_delta,
         "meaningful": group_delta < 1.0,
         "statement": (
-            f"a {unit} with {records_per_unit} {record}s gets (epsilon={group_epsilon:.3g}, delta={group_delta:.2e})"
+            f"a {unit} with {records_per_unit} {plural(record, records_per_unit)} gets (epsilon={group_epsilon:.3g}, delta={group_delta:.2e})"
             + ("" if group_delta < 1.0 else ": no guarantee, delta reaches 1")
         ),
         "source": GROUP_PRIVACY_SOURCE,

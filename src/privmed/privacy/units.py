@@ -34,3 +34,10 @@ class PrivacyUnit(str, Enum):
     def describe(self, record_kind: str) -> str:
         """The concrete word for reports: a record unit is named by what a record is (e.g. 'patch')."""
         return record_kind if self is PrivacyUnit.RECORD else self.value
+
+
+def plural(word: str, count: int = 2) -> str:
+    """The English plural of a unit word for reports ("patch" -> "patches", "image" -> "images")."""
+    if count == 1:
+        return word
+    return word + ("es" if word.endswith(("ch", "sh", "s", "x")) else "s")
