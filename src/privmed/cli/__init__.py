@@ -7,6 +7,7 @@ import logging
 import typer
 
 from privmed import __version__
+from privmed.cli import acgan, attacks, budget, data, demo, dpwgan, evaluate_classifier, evaluate_segmentation, flows, generate
 from privmed.cli._common import PrivmedGroup
 
 app = typer.Typer(
@@ -40,47 +41,27 @@ app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(privatize_app, name="privatize")
 
-# Command registrations: each command group or command lives in its own module under privmed/cli/.
-from privmed.cli import evaluate_classifier  # noqa: E402
-
-evaluate_app.command("classifier")(evaluate_classifier.classifier)
-evaluate_app.command("detection")(evaluate_classifier.detection)
-
-from privmed.cli import evaluate_segmentation  # noqa: E402
-
-evaluate_app.command("segmentation")(evaluate_segmentation.segmentation)
-evaluate_app.command("fidelity")(evaluate_segmentation.fidelity)
-evaluate_app.command("table")(evaluate_segmentation.table)
-
-from privmed.cli import demo, dpwgan, generate  # noqa: E402
-
-train_app.command("dpwgan")(dpwgan.train)
-app.command("generate")(generate.generate)
-app.command("demo")(demo.demo)
-
-from privmed.cli import data  # noqa: E402
-
+# Each command group or command lives in its own module under privmed/cli/; this is where they are mounted.
 app.add_typer(data.app, name="data")
-
-from privmed.cli import budget  # noqa: E402
-
 app.command("budget")(budget.budget)
 app.add_typer(budget.ledger_app, name="ledger")
+app.command("demo")(demo.demo)
+app.command("generate")(generate.generate)
+app.command("morph")(acgan.morph)
+app.command("audit")(attacks.audit)
 
-from privmed.cli import flows  # noqa: E402
-
+train_app.command("dpwgan")(dpwgan.train)
+train_app.command("acgan")(acgan.train)
 train_app.command("flow")(flows.train)
+
 privatize_app.command("cadp")(flows.cadp)
 privatize_app.command("dpglow")(flows.dpglow)
 privatize_app.command("pixel-ldp")(flows.pixel_ldp)
 
-from privmed.cli import attacks  # noqa: E402
-
-evaluate_app.command("attack")(attacks.attack)
+evaluate_app.command("segmentation")(evaluate_segmentation.segmentation)
+evaluate_app.command("fidelity")(evaluate_segmentation.fidelity)
+evaluate_app.command("table")(evaluate_segmentation.table)
+evaluate_app.command("classifier")(evaluate_classifier.classifier)
+evaluate_app.command("detection")(evaluate_classifier.detection)
 evaluate_app.command("diversity")(attacks.diversity)
-app.command("audit")(attacks.audit)
-
-from privmed.cli import acgan  # noqa: E402
-
-train_app.command("acgan")(acgan.train)
-app.command("morph")(acgan.morph)
+evaluate_app.command("attack")(attacks.attack)

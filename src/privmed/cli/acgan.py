@@ -14,6 +14,7 @@ from rich.table import Table
 
 from privmed.cli._common import console
 from privmed.errors import PrivmedError
+from privmed.privacy.units import plural
 
 if TYPE_CHECKING:
     from privmed.methods.training import TrainingProgress
@@ -58,7 +59,7 @@ def _print_report(report: PrivacyReport, run_dir: Path) -> None:
     table.add_row("guarantee", report.summary_line())
     table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
     table.add_row("delta", f"{report.delta:.3g}")
-    table.add_row("private units", f"{report.n_units} {report.unit}s")
+    table.add_row("private units", f"{report.n_units} {plural(report.unit, report.n_units)}")
     if report.noise_multiplier is not None:
         table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
                       f"clipping bound {report.max_grad_norm:g}, {report.steps} discriminator steps")

@@ -1,4 +1,4 @@
-"""``privmed generate``: draw synthetic pairs from a trained run, with its privacy report beside them."""
+"""``privmed generate``: draw synthetic records (DP-WGAN image + label pairs, AC-GAN class-conditional images) from a trained run, with its privacy report beside them."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def write_samples(
 
 def generate(
     run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train dpwgan' or 'privmed train acgan'."),
-    n: int = typer.Option(..., "--n", min=1, help="How many image + label pairs to draw."),
+    n: int = typer.Option(..., "--n", min=1, help="How many synthetic records to draw."),
     out: Path = typer.Option(..., "--out", help="Folder for the samples and a copy of the run's privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (data.npz), png or nifti (a data/ folder)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the latent vectors (default: the run's seed)."),
@@ -63,7 +63,7 @@ def generate(
         None, "--class", help="AC-GAN runs: draw only this class (index or name); default: classes by the run's sampling frequencies."
     ),
 ) -> None:
-    """Draw synthetic image + label pairs from a trained generator.
+    """Draw synthetic records from a trained generator (DP-WGAN pairs or AC-GAN images).
 
     Sampling is post-processing of the private training, so the samples carry the run's guarantee,
     however many are drawn; privacy.json is copied next to them to say so.
@@ -72,5 +72,5 @@ def generate(
 
     path = write_samples(run_dir, n, out, output_format, seed, class_label)
     report = PrivacyReport.from_json(out / "privacy.json")
-    console.print(f"wrote {n} pairs to {path} (load it with: privmed data info {path})")
+    console.print(f"wrote {n} synthetic records to {path} (load it with: privmed data info {path})")
     console.print(f"guarantee: {report.summary_line()} (privacy.json beside the data)", highlight=False)

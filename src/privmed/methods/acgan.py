@@ -49,7 +49,7 @@ from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerat
 from privmed.privacy.calibration import default_delta
 from privmed.privacy.ledger import dataset_key
 from privmed.privacy.report import PrivacyReport
-from privmed.privacy.units import PrivacyUnit
+from privmed.privacy.units import PrivacyUnit, plural
 from privmed.report.grids import save_pair_grid
 from privmed.runs import RunDirectory
 
@@ -429,7 +429,7 @@ class ACGAN(GenerativeMethod):
         else:
             notes.append("samples draw classes by the class frequencies the operator supplied as public knowledge")
         if delta_is_default:
-            notes.append(f"delta = 1/(N+1) with N = {plan.n_units} {plan.unit_word}s (delta must be < 1/N)")
+            notes.append(f"delta = 1/(N+1) with N = {plan.n_units} {plural(plan.unit_word, plan.n_units)} (delta must be < 1/N)")
         if plan.unit == PrivacyUnit.PATIENT.value and not data.subjects_known:
             notes.append("the data carries no patient ids: one patient per image is assumed")
         return notes
