@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from privmed.cli import app
@@ -16,15 +15,6 @@ from privmed.privacy.report import PrivacyReport
 
 runner = CliRunner()
 FAST = ["--encoder-steps", "10", "--resamples", "200", "--embedding-dim", "8"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny networks: one torch thread avoids thread contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

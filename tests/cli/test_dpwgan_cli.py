@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from privmed.cli import app
@@ -16,15 +14,6 @@ from privmed.privacy.ledger import BudgetLedger
 
 runner = CliRunner()
 SMALL = ["--patch-size", "32", "--patches-per-subject", "8", "--batch-size", "8", "--base-channels", "8"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: tiny networks gain nothing from more, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,12 @@ import json
 import math
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from privmed.cli import app
 from privmed.privacy.report import PrivacyReport
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is as fast, and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _report(epsilon: float) -> PrivacyReport:
@@ -33,7 +23,6 @@ def _report(epsilon: float) -> PrivacyReport:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory: pytest.TempPathFactory):
     """A release directory with privacy.json and the outputs of both evaluation commands."""
-    torch.set_num_threads(1)
     directory = tmp_path_factory.mktemp("release_eps8")
     _report(8.0).to_json(directory / "privacy.json")
     segmentation = runner.invoke(app, [

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from privmed.cli import app
@@ -17,15 +16,6 @@ from privmed.privacy.ledger import BudgetLedger, dataset_key
 
 runner = CliRunner()
 TRAIN, TEST = "phantom-classes:train", "phantom-classes:test"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one torch thread avoids thread overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 from scipy.spatial.distance import cdist
 
 from privmed.data import load
@@ -25,15 +24,6 @@ from privmed.evaluate.attacks import (
     write_attack_report,
 )
 from privmed.evaluate.attacks.distribution import distance_percentile
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared, busy CPU two threads make the tiny encoder 50 times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_nearest_distances_match_brute_force() -> None:

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from privmed.data import load
@@ -119,19 +118,14 @@ def test_dpwgan_wires_into_the_audit_through_its_release() -> None:
     """A two-step DP-WGAN: its privacy report supplies the claim (epsilon and delta) the bound must respect."""
     from privmed.methods.dpwgan import DPWGAN
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        data = load("phantom:train", n=8, size=32)
-        canaries = make_canaries(load("phantom:test", n=8, size=32), 8, seed=0)
-        method = ReleaseAudit(
-            lambda: DPWGAN(epsilon=5.0, delta=1e-3, unit="image", patch_size=32, max_steps=2, epochs=None, batch_size=4, n_critic=1,
-                           latent_dim=16, generator_channels=8, critic_channels=8, records_per_unit=None),
-            n_samples=32,
-        )
-        result = one_run_audit(method, data, canaries, seed=0)
-    finally:
-        torch.set_num_threads(previous)
+    data = load("phantom:train", n=8, size=32)
+    canaries = make_canaries(load("phantom:test", n=8, size=32), 8, seed=0)
+    method = ReleaseAudit(
+        lambda: DPWGAN(epsilon=5.0, delta=1e-3, unit="image", patch_size=32, max_steps=2, epochs=None, batch_size=4, n_critic=1,
+                       latent_dim=16, generator_channels=8, critic_channels=8, records_per_unit=None),
+        n_samples=32,
+    )
+    result = one_run_audit(method, data, canaries, seed=0)
     report = method.last_method.privacy_report()
     assert result.claimed_epsilon == pytest.approx(report.epsilon) and result.delta == pytest.approx(report.delta)
     assert result.epsilon_lower_bound <= result.claimed_epsilon

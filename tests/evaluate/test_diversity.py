@@ -7,20 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from privmed.data import load
 from privmed.errors import DataError
 from privmed.evaluate.diversity import diversity_report, real_vs_synthetic_auc, umap_projection, write_diversity_report
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared, busy CPU two threads make tiny networks many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,6 @@ from privmed.evaluate.fidelity import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is as fast, and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def textures(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
     """Smooth random stripe patterns in [0, 1], shape (n, 1, size, size)."""
     rng = np.random.default_rng(seed)
@@ -45,7 +36,6 @@ def textures(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def encoder() -> DomainEncoder:
-    torch.set_num_threads(1)
     return DomainEncoder(image_size=32).fit(textures(80, seed=1), steps=60, seed=0)
 
 

@@ -27,15 +27,6 @@ from privmed.evaluate.segmentation_metrics import compute_masked_dice
 TINY = dict(channels=(8, 16, 32), num_res_units=1, batch_size=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is as fast, and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def line_images(n: int, size: int = 48, seed: int = 0, rgb: bool = False) -> ImageDataset:
     """Dark straight 'vessels' on a noisy bright background, with exact labels and a FOV mask."""
     rng = np.random.default_rng(seed)

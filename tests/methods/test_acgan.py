@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ from privmed.privacy.calibration import default_delta, dpsgd_epsilon
 
 # Tiny networks: 8 channels at the widest level's base, a 16-d latent.
 TINY = {"batch_size": 16, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: tiny networks gain nothing from more, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def with_marked_class(data: ImageDataset) -> ImageDataset:

@@ -14,15 +14,6 @@ from privmed.models.flows import Glow
 from privmed.privacy.mechanisms import laplace_scale
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one torch thread avoids thread overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _flow(channels: int = 1) -> Glow:
     flow = Glow((channels, 4, 4), levels=1, depth=2, hidden_channels=4).double()
     generator = torch.Generator().manual_seed(0)

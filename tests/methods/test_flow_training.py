@@ -17,15 +17,6 @@ from privmed.models.flows import ConditionalINN, Glow
 from privmed.runs import RunDirectory
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one torch thread avoids thread overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _blobs(n: int = 48, size: int = 8, seed: int = 0) -> ImageDataset:
     """Two classes of quantized images: a bright square on the left or on the right, with noise."""
     rng = np.random.default_rng(seed)

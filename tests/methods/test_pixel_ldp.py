@@ -11,15 +11,6 @@ from privmed.errors import NotFittedError
 from privmed.methods.pixel_ldp import PixelLDP
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one torch thread avoids thread overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _dataset(n: int = 5) -> ImageDataset:
     rng = np.random.default_rng(0)
     ids = [f"p{i}" for i in range(n)]

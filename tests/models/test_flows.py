@@ -10,15 +10,6 @@ from privmed.models.flows import ConditionalINN, Glow, InvertibleFlow, TabularFl
 from privmed.models.flows.layers import ActNorm
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one torch thread avoids thread overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomize(flow: InvertibleFlow, seed: int = 0) -> InvertibleFlow:
     """Move every parameter off its initial value: zero-initialised couplings would be the identity."""
     generator = torch.Generator().manual_seed(seed)
