@@ -7,7 +7,8 @@ import math
 import pytest
 
 from privmed.errors import PrivacyError, PrivmedError
-from privmed.methods.training import plan_training
+from privmed.methods.training import plan_training, start_run
+from privmed.runs import RunDirectory
 from privmed.privacy.calibration import dpsgd_epsilon
 
 
@@ -44,3 +45,19 @@ def test_bad_plans_are_refused_with_a_message(changes: dict, error: type, messag
     options = {"target_epsilon": 4.0, "delta": 1e-3, "unit": "patch", "record_kind": "patch", "n_units": 100, "batch_size": 10, "epochs": 1}
     with pytest.raises(error, match=message):
         plan_training(**{**options, **changes})
+
+
+def test_start_run_resumes_only_with_the_same_data_and_options(tmp_path) -> None:
+    plan = plan_training(target_epsilon=5.0, delta=1e-4, unit="patch", record_kind="patch", n_units=3200, batch_size=32, max_steps=10)
+    run = RunDirectory(tmp_path / "run")
+    common = {"method": "dpwgan", "plan": plan, "data_info": {"name": "phantom"}}
+    run_id = start_run(run, False, params={"lr": 1.0}, data_key="phantom@aaaa", **common)
+    config_before = run.config_path.read_text()
+    assert start_run(run, True, params={"lr": 1.0}, data_key="phantom@aaaa", **common) == run_id
+    with pytest.raises(PrivmedError, match="trained on phantom@aaaa"):
+        start_run(run, True, params={"lr": 1.0}, data_key="other@bbbb", **common)
+    with pytest.raises(PrivmedError, match="other options"):
+        start_run(run, True, params={"lr": 2.0}, data_key="phantom@aaaa", **common)
+    with pytest.raises(PrivmedError, match="already holds a run"):
+        start_run(run, False, params={"lr": 1.0}, data_key="phantom@aaaa", **common)
+    assert run.config_path.read_text() == config_before

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -44,6 +43,7 @@ from privmed.methods.training import (
     TrainingPlan,
     plan_training,
     privacy_report,
+    start_run,
 )
 from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerator, build_size, one_hot
 from privmed.privacy.calibration import default_delta
@@ -335,7 +335,15 @@ class ACGAN(GenerativeMethod):
         class_names = list(data.class_names) if data.class_names is not None else [str(k) for k in range(n_classes)]
         key = dataset_key(data)
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
-        run_id = self._start_run(run, resume, plan, key, data, data_ref, n_classes, class_names, frequencies)
+        run_id = start_run(
+            run, resume, method=METHOD_NAME, params=self.get_params(), data_key=key, plan=plan,
+            data_info={
+                "ref": data_ref, "name": data.name, "records": len(data), "record_kind": data.record_kind,
+                "image_channels": data.n_channels, "image_size": data.spatial_shape[0],
+                "n_classes": n_classes, "class_names": class_names,
+            },
+            extra={"sampling_class_frequencies": [float(f) for f in frequencies]},
+        )
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             generator = ConditionalGenerator(n_classes, data.n_channels, image_size, self.latent_dim, self.generator_channels)
@@ -367,44 +375,6 @@ class ACGAN(GenerativeMethod):
         self.class_frequencies_ = frequencies
         self.class_names_ = class_names
         return self
-
-    def _start_run(
-        self, run: RunDirectory | None, resume: bool, plan: TrainingPlan, key: str, data: ImageDataset, data_ref: str | None,
-        n_classes: int, class_names: list[str], frequencies: np.ndarray,
-    ) -> str:
-        """Create (or check, on resume) the run directory; return the run id the ledger knows it by."""
-        if run is None:
-            if resume:
-                raise PrivmedError("resume needs run_dir: the run directory to continue")
-            return uuid.uuid4().hex
-        if resume:
-            config = run.read_config()
-            if config.get("data", {}).get("key") != key:
-                raise PrivmedError(f"{run.path} was trained on {config.get('data', {}).get('key')}, not on {key}: resume with the same data")
-            if config.get("params") != self.get_params():
-                raise PrivmedError(f"{run.path} was started with other options: resume it with ACGAN.from_run or --resume alone")
-            return str(config["run_id"])
-        run_id = uuid.uuid4().hex
-        config = {
-            "method": METHOD_NAME,
-            "run_id": run_id,
-            "params": self.get_params(),
-            "data": {
-                "ref": data_ref,
-                "name": data.name,
-                "key": key,
-                "records": len(data),
-                "record_kind": data.record_kind,
-                "image_channels": data.n_channels,
-                "image_size": data.spatial_shape[0],
-                "n_classes": n_classes,
-                "class_names": class_names,
-            },
-            "sampling_class_frequencies": [float(f) for f in frequencies],
-            "plan": plan.to_dict(),
-        }
-        run.create(config)
-        return run_id
 
     def _notes(self, plan: TrainingPlan, data: ImageDataset, *, delta_is_default: bool) -> list[str]:
         """How this release differs from seed 001, and what its guarantee rests on."""

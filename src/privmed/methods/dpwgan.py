@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
@@ -40,6 +39,7 @@ from privmed.methods.training import (
     TrainingPlan,
     plan_training,
     privacy_report,
+    start_run,
 )
 from privmed.models.wgan import Critic, Generator, split_sample
 from privmed.privacy.calibration import default_delta
@@ -306,7 +306,13 @@ class DPWGAN(GenerativeMethod):
         )
         key = dataset_key(data)
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
-        run_id = self._start_run(run, resume, plan, key, data, pairs_data, data_ref)
+        run_id = start_run(
+            run, resume, method=METHOD_NAME, params=self.get_params(), data_key=key, plan=plan,
+            data_info={
+                "ref": data_ref, "name": data.name, "records": len(pairs_data), "record_kind": pairs_data.record_kind,
+                "image_channels": pairs_data.n_channels, "image_size": pairs_data.spatial_shape[0],
+            },
+        )
         image_channels = pairs_data.n_channels
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
@@ -345,41 +351,6 @@ class DPWGAN(GenerativeMethod):
         self.plan_ = plan
         self.image_channels_ = image_channels
         return self
-
-    def _start_run(
-        self, run: RunDirectory | None, resume: bool, plan: TrainingPlan, key: str, data: ImageDataset,
-        pairs_data: ImageDataset, data_ref: str | None,
-    ) -> str:
-        """Create (or check, on resume) the run directory; return the run id the ledger knows it by."""
-        if run is None:
-            if resume:
-                raise PrivmedError("resume needs run_dir: the run directory to continue")
-            return uuid.uuid4().hex
-        if resume:
-            config = run.read_config()
-            if config.get("data", {}).get("key") != key:
-                raise PrivmedError(f"{run.path} was trained on {config.get('data', {}).get('key')}, not on {key}: resume with the same data")
-            if config.get("params") != self.get_params():
-                raise PrivmedError(f"{run.path} was started with other options: resume it with DPWGAN.from_run or --resume alone")
-            return str(config["run_id"])
-        run_id = uuid.uuid4().hex
-        config = {
-            "method": METHOD_NAME,
-            "run_id": run_id,
-            "params": self.get_params(),
-            "data": {
-                "ref": data_ref,
-                "name": data.name,
-                "key": key,
-                "records": len(pairs_data),
-                "record_kind": pairs_data.record_kind,
-                "image_channels": pairs_data.n_channels,
-                "image_size": pairs_data.spatial_shape[0],
-            },
-            "plan": plan.to_dict(),
-        }
-        run.create(config)
-        return run_id
 
     def _notes(self, plan: TrainingPlan, data: ImageDataset, *, delta_is_default: bool) -> list[str]:
         """How this release differs from seed 000, and what its guarantee rests on."""

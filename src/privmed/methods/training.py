@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -435,3 +436,39 @@ def privacy_report(
         dataset=dataset,
     )
 
+
+def start_run(
+    run: RunDirectory | None,
+    resume: bool,
+    *,
+    method: str,
+    params: dict[str, Any],
+    data_key: str,
+    data_info: dict[str, Any],
+    plan: TrainingPlan,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Create a run directory's config (or check it, on resume); return the run id the ledger books it under.
+
+    A resume must use the same data (by ledger key) and the same options, so that the accountant's
+    history and the ledger's one entry stay the run's own. Without a run directory the run gets a
+    fresh id and cannot be resumed.
+    """
+    if run is None:
+        if resume:
+            raise PrivmedError("resume needs run_dir: the run directory to continue")
+        return uuid.uuid4().hex
+    if resume:
+        config = run.read_config()
+        trained_on = config.get("data", {}).get("key")
+        if trained_on != data_key:
+            raise PrivmedError(f"{run.path} was trained on {trained_on}, not on {data_key}: resume with the same data")
+        if config.get("params") != params:
+            raise PrivmedError(f"{run.path} was started with other options: resume it with from_run(RUN_DIR) or --resume alone")
+        return str(config["run_id"])
+    run_id = uuid.uuid4().hex
+    config = {"method": method, "run_id": run_id, "params": params, "data": {"key": data_key, **data_info}}
+    config.update(extra or {})
+    config["plan"] = plan.to_dict()
+    run.create(config)
+    return run_id
