@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from privmed.cli import app
 from privmed.cli import demo as demo_module
+from privmed.data import load
 from privmed.privacy.ledger import BudgetLedger
 
 runner = CliRunner()
@@ -102,3 +103,15 @@ def test_demo_runs_end_to_end_on_a_tiny_schedule(tmp_path: Path, monkeypatch: py
     assert (tmp_path / "demo" / "synthetic_grid.png").exists()
     assert (tmp_path / "demo" / "synthetic" / "privacy.json").exists()
     assert "epsilon spent" in result.output and "per patch" in result.output
+
+
+def test_the_issue_commands_run_with_default_options(tmp_path: Path) -> None:
+    """`train dpwgan --data phantom --out R --epsilon 8 --max-steps 20`, then `generate R --n 16 --format npz`."""
+    run, samples = tmp_path / "R", tmp_path / "S"
+    trained = runner.invoke(app, ["train", "dpwgan", "--data", "phantom", "--out", str(run), "--epsilon", "8", "--max-steps", "20"])
+    assert trained.exit_code == 0, trained.output
+    generated = runner.invoke(app, ["generate", str(run), "--n", "16", "--out", str(samples), "--format", "npz"])
+    assert generated.exit_code == 0, generated.output
+    report = json.loads((run / "privacy.json").read_text())
+    assert report["epsilon"] <= 8 and report["unit"] == "patch" and 0 < report["delta"]
+    assert len(load(str(samples / "data.npz"))) == 16

@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from privmed.data import extract_patches
-from privmed.data.patches import sample_patch_centres
+from privmed.data import extract_patches, load
+from privmed.data.patches import max_patches_per_subject, sample_patch_centres
 from privmed.data.phantom import make_vessel_phantom
 from privmed.errors import DataError
 
@@ -60,3 +60,11 @@ def test_unlabelled_data_needs_positive_fraction_zero() -> None:
     with pytest.raises(DataError, match="positive_fraction=0"):
         extract_patches(data, 8, 4, seed=0)
     assert len(extract_patches(data, 8, 4, seed=0, positive_fraction=0.0)) == 8
+
+
+def test_max_patches_per_subject_is_exactly_what_every_subject_can_supply() -> None:
+    data = load("phantom:train", n=4, size=64)
+    k = max_patches_per_subject(data, 32)
+    assert len(extract_patches(data, 32, k, seed=0)) == 4 * k
+    with pytest.raises(DataError, match="needed"):
+        extract_patches(data, 32, k + 1, seed=0)

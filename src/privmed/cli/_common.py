@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 from typer.core import TyperGroup
 
 from privmed.errors import PrivmedError
+from privmed.privacy.units import plural
+
+if TYPE_CHECKING:
+    from privmed.methods.training import TrainingProgress
+    from privmed.privacy.report import PrivacyReport
 
 console = Console()
 err_console = Console(stderr=True)
@@ -30,3 +40,50 @@ class PrivmedGroup(TyperGroup):
 def print_json(payload: Any) -> None:
     """Print machine-readable output on stdout, nothing else on that line."""
     typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+@contextmanager
+def training_progress(label: str, losses: dict[str, str]) -> Iterator[Callable[["TrainingProgress"], None]]:
+    """A rich progress bar over private steps showing ``losses`` (metric key -> column name) and epsilon.
+
+    Yields the ``on_progress`` callback to hand to a method of ``privmed.methods.training``.
+    """
+    loss_columns = " | ".join(f"{name} {{task.fields[{key}]}}" for key, name in losses.items())
+    with Progress(
+        TextColumn(f"[bold]{label}[/bold] epoch {{task.fields[epoch]}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(f"{loss_columns} | epsilon {{task.fields[epsilon]}}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(label, total=None, epoch="-", epsilon="-", **{key: "-" for key in losses})
+
+        def on_progress(event: "TrainingProgress") -> None:
+            fields: dict[str, Any] = {"epoch": f"{event.epoch}/{event.total_epochs}", "epsilon": f"{event.epsilon:.3g}"}
+            fields.update({key: f"{event.metrics[key]:+.4f}" for key in losses if key in event.metrics})
+            progress.update(task, completed=event.step, total=event.total_steps, **fields)
+
+        yield on_progress
+
+
+def print_privacy_report(report: "PrivacyReport", run_dir: Path | None = None, steps_name: str = "steps") -> None:
+    """A trained run's guarantee as a table, then its notes (how it differs from the paper, warnings)."""
+    table = Table(title="privacy guarantee", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("guarantee", report.summary_line())
+    table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
+    table.add_row("delta", f"{report.delta:.3g}")
+    table.add_row("private units", f"{report.n_units} {plural(report.unit, report.n_units)}")
+    if report.noise_multiplier is not None:
+        table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
+                      f"clipping bound {report.max_grad_norm:g}, {report.steps} {steps_name}")
+    if report.group_privacy:
+        table.add_row("per patient", report.group_privacy["statement"])
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]-[/yellow] {note}", highlight=False)
+    if run_dir is not None:
+        console.print(f"run directory: {run_dir} (privacy.json, metrics.csv, checkpoints/latest.pt, samples/)")

@@ -2,71 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from privmed.cli._common import console
+from privmed.cli._common import console, print_privacy_report, training_progress
 from privmed.errors import PrivmedError
-from privmed.privacy.units import plural
 
 if TYPE_CHECKING:
-    from privmed.methods.training import TrainingProgress
-    from privmed.privacy.report import PrivacyReport
+    pass
 
 
 class Unit(str, Enum):
     image = "image"
     patient = "patient"
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[TrainingProgress], None]]:
-    """A rich progress bar over discriminator steps; yields the ``on_progress`` callback."""
-    with Progress(
-        TextColumn("[bold]AC-GAN[/bold] epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("discriminator {task.fields[discriminator]} | generator {task.fields[generator]} | epsilon {task.fields[epsilon]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("AC-GAN", total=None, epoch="-", discriminator="-", generator="-", epsilon="-")
-
-        def on_progress(event: TrainingProgress) -> None:
-            fields: dict[str, Any] = {"epoch": f"{event.epoch}/{event.total_epochs}", "epsilon": f"{event.epsilon:.3g}"}
-            if "discriminator_loss" in event.metrics:
-                fields["discriminator"] = f"{event.metrics['discriminator_loss']:.4f}"
-            if "generator_loss" in event.metrics:
-                fields["generator"] = f"{event.metrics['generator_loss']:.4f}"
-            progress.update(task, completed=event.step, total=event.total_steps, **fields)
-
-        yield on_progress
-
-
-def _print_report(report: PrivacyReport, run_dir: Path) -> None:
-    """The guarantee as a table, then the notes (how the run differs from seed 001, warnings)."""
-    table = Table(title="privacy guarantee", show_header=False)
-    table.add_column("field")
-    table.add_column("value")
-    table.add_row("guarantee", report.summary_line())
-    table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
-    table.add_row("delta", f"{report.delta:.3g}")
-    table.add_row("private units", f"{report.n_units} {plural(report.unit, report.n_units)}")
-    if report.noise_multiplier is not None:
-        table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
-                      f"clipping bound {report.max_grad_norm:g}, {report.steps} discriminator steps")
-    console.print(table)
-    for note in report.notes:
-        console.print(f"[yellow]-[/yellow] {note}", highlight=False)
-    console.print(f"run directory: {run_dir} (privacy.json, metrics.csv, checkpoints/latest.pt, samples/)")
 
 
 def train(
@@ -110,12 +61,12 @@ def train(
             seed=seed, run_dir=out,
         )
     dataset = load(data)
-    with _progress() as on_progress:
+    with training_progress("AC-GAN", {"discriminator_loss": "discriminator", "generator_loss": "generator"}) as on_progress:
         model.on_progress = on_progress
         model.fit(dataset, resume=resume, data_ref=data)
     report = model.privacy_report()
     console.print(f"training done: {report.steps} discriminator steps; the privacy budget of this run is spent")
-    _print_report(report, out)
+    print_privacy_report(report, out, steps_name="discriminator steps")
 
 
 def morph(

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from privmed.cli._common import console
-from privmed.cli.dpwgan import print_report, train_dpwgan
+from privmed.cli._common import console, print_privacy_report
+from privmed.cli.dpwgan import train_dpwgan
 from privmed.cli.generate import write_samples
 
 DEMO_DATA = "phantom:train"
@@ -50,7 +50,7 @@ def demo(
     synthetic = load(str(data_path))
     save_pair_grid(synthetic, grid_path, n=32, columns=8, scale=3)
 
-    print_report(report)
+    print_privacy_report(report, steps_name="critic steps")
     table = Table(title="demo outputs", show_header=False)
     table.add_column("what")
     table.add_column("where")

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from privmed.cli._common import console
+from privmed.cli._common import console, print_privacy_report, training_progress
 from privmed.errors import PrivmedError
 
 if TYPE_CHECKING:
     from privmed.methods.dpwgan import DPWGAN
-    from privmed.methods.training import TrainingProgress
     from privmed.privacy.report import PrivacyReport
 
 
@@ -27,58 +22,12 @@ class Unit(str, Enum):
     patient = "patient"
 
 
-@contextmanager
-def training_progress(label: str) -> Iterator[Callable[[TrainingProgress], None]]:
-    """A rich progress bar over private steps; yields the ``on_progress`` callback to hand to the method."""
-    with Progress(
-        TextColumn(f"[bold]{label}[/bold] epoch {{task.fields[epoch]}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("critic {task.fields[critic]} | generator {task.fields[generator]} | epsilon {task.fields[epsilon]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(label, total=None, epoch="-", critic="-", generator="-", epsilon="-")
-
-        def on_progress(event: TrainingProgress) -> None:
-            fields: dict[str, Any] = {"epoch": f"{event.epoch}/{event.total_epochs}", "epsilon": f"{event.epsilon:.3g}"}
-            if "critic_loss" in event.metrics:
-                fields["critic"] = f"{event.metrics['critic_loss']:+.4f}"
-            if "generator_loss" in event.metrics:
-                fields["generator"] = f"{event.metrics['generator_loss']:+.4f}"
-            progress.update(task, completed=event.step, total=event.total_steps, **fields)
-
-        yield on_progress
-
-
-def print_report(report: PrivacyReport, run_dir: Path | None = None) -> None:
-    """The guarantee as a table, then the notes (how the run differs from the paper, warnings)."""
-    table = Table(title="privacy guarantee", show_header=False)
-    table.add_column("field")
-    table.add_column("value")
-    table.add_row("guarantee", report.summary_line())
-    table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
-    table.add_row("delta", f"{report.delta:.3g}")
-    table.add_row("private units", f"{report.n_units} ({report.unit} units)")
-    if report.noise_multiplier is not None:
-        table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
-                      f"clipping bound {report.max_grad_norm:g}, {report.steps} critic steps")
-    if report.group_privacy:
-        table.add_row("per patient", report.group_privacy["statement"])
-    console.print(table)
-    for note in report.notes:
-        console.print(f"[yellow]-[/yellow] {note}", highlight=False)
-    if run_dir is not None:
-        console.print(f"run directory: {run_dir} (privacy.json, metrics.csv, checkpoints/latest.pt, samples/)")
-
-
 def train_dpwgan(model: DPWGAN, data_ref: str, *, resume: bool, label: str = "DP-WGAN") -> PrivacyReport:
     """Load ``data_ref`` and fit ``model`` behind a progress bar; return its privacy report."""
     from privmed.data import load
 
     dataset = load(data_ref)
-    with training_progress(label) as on_progress:
+    with training_progress(label, {"critic_loss": "critic", "generator_loss": "generator"}) as on_progress:
         model.on_progress = on_progress
         model.fit(dataset, resume=resume, data_ref=data_ref)
     return model.privacy_report()
@@ -91,7 +40,10 @@ def train(
     delta: float | None = typer.Option(None, "--delta", help="Delta; default 1/(N+1) for N private units (it must be below 1/N)."),
     unit: Unit = typer.Option(Unit.patch, "--unit", help="What epsilon protects: one patch, every patch of an image, or every patch of a patient."),
     patch_size: int = typer.Option(64, "--patch-size", help="Patch side when the data holds whole images (32, 64, 96, 128, ...)."),
-    patches_per_subject: int = typer.Option(1000, "--patches-per-subject", min=1, help="Patches cut per subject (half centred on label pixels, seed 000)."),
+    patches_per_subject: int | None = typer.Option(
+        None, "--patches-per-subject", min=1,
+        help="Patches cut per subject, half centred on label pixels (default: seed 000's 1000, or as many distinct patches as every subject allows).",
+    ),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs of 1/q critic steps each (q = batch size / private units)."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Critic steps in total; replaces --epochs."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Expected private units per Poisson batch (sample rate q = this / units)."),
@@ -129,7 +81,7 @@ def train(
         console.print(f"training done: {report.steps} critic steps without differential privacy (a reference, no guarantee)")
     else:
         console.print(f"training done: {report.steps} critic steps; the privacy budget of this run is spent")
-    print_report(report, out)
+    print_privacy_report(report, out, steps_name="critic steps")
 
 
 def model_config_ref(run_dir: Path) -> str | None:

@@ -80,6 +80,25 @@ def sample_patch_centres(
     return np.concatenate(chosen).astype(np.int64) if chosen else np.empty((0, 3), np.int64)
 
 
+def max_patches_per_subject(data: ImageDataset, patch_size: int | tuple[int, int], positive_fraction: float = 0.5) -> int:
+    """The largest K that :func:`extract_patches` can cut from every subject (distinct centres, label share kept)."""
+    patch = _patch_shape(patch_size)
+    height, width = data.spatial_shape
+    valid = _valid_centres(height, width, patch)
+    field = data.masks[:, 0].astype(bool) if data.masks is not None else np.ones((len(data), height, width), bool)
+    unit_ids = data.unit_ids("patient")
+    best = None
+    for unit in range(int(unit_ids.max()) + 1 if len(data) else 0):
+        records = np.flatnonzero(unit_ids == unit)
+        in_field = int((field[records] & valid).sum())
+        positives = int((data.segmentations[records, 0].astype(bool) & valid).sum()) if data.segmentations is not None else 0
+        k = in_field if positive_fraction == 0 else min(in_field, int((positives + 0.5) / positive_fraction) + 1)
+        while k > 0 and int(round(k * positive_fraction)) > positives:
+            k -= 1
+        best = k if best is None else min(best, k)
+    return int(best or 0)
+
+
 def extract_patches(
     data: ImageDataset,
     patch_size: int | tuple[int, int],

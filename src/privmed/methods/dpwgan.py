@@ -26,8 +26,8 @@ from typing import Any, Self
 import numpy as np
 import torch
 
-from privmed.data.patches import extract_patches
 from privmed.data.dataset import ImageDataset
+from privmed.data.patches import extract_patches, max_patches_per_subject
 from privmed.errors import DataError, PrivmedError
 from privmed.methods.base import GenerativeMethod
 from privmed.methods.training import (
@@ -180,13 +180,17 @@ def _pairs_dataset(pairs: torch.Tensor, image_channels: int, name: str, metadata
     )
 
 
+SEED_PATCHES_PER_SUBJECT = 1000  # seed 000's patches per patient
+
+
 class DPWGAN(GenerativeMethod):
     """A Wasserstein GAN of image + label pairs whose critic is trained with DP-SGD (Kossen et al. 2022).
 
     ``epsilon`` is the target (``inf`` trains without privacy, as a reference); ``delta`` defaults
     to 1/(N+1) for N private units. ``unit`` is what epsilon protects: ``patch`` (one training
     record), ``image`` (all patches of a source image) or ``patient``. Whole images are cut into
-    ``patches_per_subject`` patches of ``patch_size`` first. The run lasts ``epochs`` epochs of
+    ``patches_per_subject`` patches of ``patch_size`` first (default: seed 000's 1000, or as many
+    distinct patches as every subject's images can supply, if fewer). The run lasts ``epochs`` epochs of
     ``1/q`` critic steps (q = batch_size / N) or ``max_steps`` critic steps when given; the noise is
     calibrated so that exactly these steps spend ``epsilon``. With ``run_dir`` the run writes
     config.json, metrics.csv, checkpoints, sample grids and privacy.json there (every epoch, or
@@ -208,7 +212,7 @@ class DPWGAN(GenerativeMethod):
         delta: float | None = None,
         unit: PrivacyUnit | str = "patch",
         patch_size: int = 64,
-        patches_per_subject: int = 1000,
+        patches_per_subject: int | None = None,
         epochs: int | None = 50,
         max_steps: int | None = None,
         batch_size: int = 32,
@@ -283,7 +287,11 @@ class DPWGAN(GenerativeMethod):
             raise DataError(f"{data.name}: DP-WGAN trains on 2D images, got spatial shape {data.spatial_shape}")
         if data.record_kind == "patch" or data.spatial_shape == (self.patch_size, self.patch_size):
             return data
-        return extract_patches(data, self.patch_size, self.patches_per_subject, seed=self.seed)
+        per_subject = self.patches_per_subject
+        if per_subject is None:
+            per_subject = min(SEED_PATCHES_PER_SUBJECT, max_patches_per_subject(data, self.patch_size))
+            logger.info("cutting %d patches of %d px per subject", per_subject, self.patch_size)
+        return extract_patches(data, self.patch_size, per_subject, seed=self.seed)
 
     def fit(self, data: ImageDataset, *, resume: bool = False, data_ref: str | None = None) -> Self:
         """Train on ``data`` (image + label pairs); with ``resume``, continue the run in ``run_dir``.
