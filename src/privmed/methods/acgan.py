@@ -22,7 +22,6 @@ What privmed does differently from seed 001, stated in every privacy report:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -33,8 +32,8 @@ import torch.nn.functional as F
 
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivmedError
-from privmed.methods.base import GenerativeMethod
 from privmed.methods.training import (
+    DPGenerativeMethod,
     DPTrainer,
     EpochCallback,
     LedgerRelease,
@@ -198,7 +197,7 @@ def _images_dataset(
     )
 
 
-class ACGAN(GenerativeMethod):
+class ACGAN(DPGenerativeMethod):
     """A class-conditional GAN whose discriminator is trained with DP-SGD (seed 001 + DP).
 
     ``epsilon`` is the target (``inf``: no privacy, a reference); ``delta`` defaults to 1/(N+1) for
@@ -261,6 +260,8 @@ class ACGAN(GenerativeMethod):
         self.generator_: ConditionalGenerator | None = None
         self.report_: PrivacyReport | None = None
 
+    method_name = METHOD_NAME
+    method_label = "AC-GAN"
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "epochs", "max_steps", "batch_size", "learning_rate", "class_weight", "max_grad_norm",
         "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
@@ -268,27 +269,11 @@ class ACGAN(GenerativeMethod):
     )
 
     def get_params(self) -> dict[str, Any]:
-        """The hyperparameters as JSON-ready values (what config.json stores)."""
-        params = {name: getattr(self, name) for name in self._HYPERPARAMETERS}
-        params["unit"] = PrivacyUnit.parse(self.unit).value
-        params["epsilon"] = "inf" if math.isinf(float(self.epsilon)) else float(self.epsilon)
+        """The hyperparameters as JSON-ready values, with the public class frequencies as a list."""
+        params = super().get_params()
         if self.class_frequencies is not None:
             params["class_frequencies"] = [float(f) for f in self.class_frequencies]
         return params
-
-    @staticmethod
-    def _params_from_config(config: dict[str, Any]) -> dict[str, Any]:
-        if config.get("method") != METHOD_NAME:
-            raise PrivmedError(f"the run is a {config.get('method')!r} run, not an AC-GAN run")
-        params = dict(config["params"])
-        params["epsilon"] = float(params["epsilon"])
-        return params
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, **callbacks: Any) -> "ACGAN":
-        """An unfitted AC-GAN with the options of the run in ``run_dir`` (to resume it with ``fit(data, resume=True)``)."""
-        config = RunDirectory(run_dir).read_config()
-        return cls(**cls._params_from_config(config), run_dir=run_dir, **callbacks)
 
     def _check_data(self, data: ImageDataset) -> int:
         """Refuse data the AC-GAN cannot learn; return the number of classes."""
@@ -451,22 +436,10 @@ class ACGAN(GenerativeMethod):
         images = generate_images(self.generator_, latent, conditions)
         return _images_dataset(images, conditions.argmax(dim=1), self.class_names_, "acgan-morph")
 
-    def privacy_report(self) -> PrivacyReport:
-        """The guarantee of the trained generator (and so of every sample drawn from it)."""
-        self._check_fitted("generator_", "report_")
-        return self.report_
-
     @classmethod
     def load(cls, run_dir: str | Path) -> "ACGAN":
         """The trained AC-GAN of a finished run directory (generator, classes and privacy report)."""
-        run = RunDirectory(run_dir)
-        config = run.read_config()
-        model = cls(**cls._params_from_config(config), run_dir=run_dir)
-        state = run.load_checkpoint()
-        if state is None or not run.privacy_path.exists():
-            raise PrivmedError(f"{run.path} holds no trained generator yet: train it, or resume it with --resume")
-        if not state.get("finished", False):
-            raise PrivmedError(f"{run.path} did not finish training (step {state.get('step')}): resume it with --resume first")
+        model, config, state = cls._finished_run(run_dir)
         data = config["data"]
         generator = ConditionalGenerator(
             data["n_classes"], data["image_channels"], data["image_size"], model.latent_dim, model.generator_channels
@@ -475,6 +448,5 @@ class ACGAN(GenerativeMethod):
         model.generator_ = generator.eval()
         model.class_names_ = list(data["class_names"])
         model.class_frequencies_ = np.asarray(config["sampling_class_frequencies"], dtype=np.float64)
-        model.report_ = PrivacyReport.from_json(run.privacy_path)
         return model
 

@@ -18,7 +18,6 @@ Two things privmed does differently, on purpose (both stated in every privacy re
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
@@ -29,8 +28,8 @@ import torch
 from privmed.data.dataset import ImageDataset
 from privmed.data.patches import extract_patches, max_patches_per_subject
 from privmed.errors import DataError, PrivmedError
-from privmed.methods.base import GenerativeMethod
 from privmed.methods.training import (
+    DPGenerativeMethod,
     DPTrainer,
     EpochCallback,
     LedgerRelease,
@@ -183,7 +182,7 @@ def _pairs_dataset(pairs: torch.Tensor, image_channels: int, name: str, metadata
 SEED_PATCHES_PER_SUBJECT = 1000  # seed 000's patches per patient
 
 
-class DPWGAN(GenerativeMethod):
+class DPWGAN(DPGenerativeMethod):
     """A Wasserstein GAN of image + label pairs whose critic is trained with DP-SGD (Kossen et al. 2022).
 
     ``epsilon`` is the target (``inf`` trains without privacy, as a reference); ``delta`` defaults
@@ -199,6 +198,8 @@ class DPWGAN(GenerativeMethod):
     Learned: ``generator_``, ``report_``, ``plan_``.
     """
 
+    method_name = METHOD_NAME
+    method_label = "DP-WGAN"
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "patch_size", "patches_per_subject", "epochs", "max_steps", "batch_size", "n_critic",
         "learning_rate", "weight_clip", "max_grad_norm", "latent_dim", "generator_channels", "critic_channels",
@@ -257,27 +258,6 @@ class DPWGAN(GenerativeMethod):
         self.on_epoch = on_epoch
         self.generator_: Generator | None = None
         self.report_: PrivacyReport | None = None
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyperparameters as JSON-ready values (what config.json stores)."""
-        params = {name: getattr(self, name) for name in self._HYPERPARAMETERS}
-        params["unit"] = PrivacyUnit.parse(self.unit).value
-        params["epsilon"] = "inf" if math.isinf(float(self.epsilon)) else float(self.epsilon)
-        return params
-
-    @staticmethod
-    def _params_from_config(config: dict[str, Any]) -> dict[str, Any]:
-        if config.get("method") != METHOD_NAME:
-            raise PrivmedError(f"the run is a {config.get('method')!r} run, not a DP-WGAN run")
-        params = dict(config["params"])
-        params["epsilon"] = float(params["epsilon"])
-        return params
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, **callbacks: Any) -> "DPWGAN":
-        """An unfitted DP-WGAN with the options of the run in ``run_dir`` (to resume it with ``fit(data, resume=True)``)."""
-        config = RunDirectory(run_dir).read_config()
-        return cls(**cls._params_from_config(config), run_dir=run_dir, **callbacks)
 
     def training_pairs(self, data: ImageDataset) -> ImageDataset:
         """The records the critic sees: ``data`` if it already holds patches, else its patches."""
@@ -403,26 +383,13 @@ class DPWGAN(GenerativeMethod):
         metadata = {"method": METHOD_NAME, "privacy": self.report_.summary_line() if self.report_ else None}
         return _pairs_dataset(generate_pairs(self.generator_, latent), self.image_channels_, "dpwgan-synthetic", metadata)
 
-    def privacy_report(self) -> PrivacyReport:
-        """The guarantee of the trained generator (and so of every sample drawn from it)."""
-        self._check_fitted("generator_", "report_")
-        return self.report_
-
     @classmethod
     def load(cls, run_dir: str | Path) -> "DPWGAN":
         """The trained DP-WGAN of a finished run directory (generator and privacy report)."""
-        run = RunDirectory(run_dir)
-        config = run.read_config()
-        model = cls(**cls._params_from_config(config), run_dir=run_dir)
-        state = run.load_checkpoint()
-        if state is None or not run.privacy_path.exists():
-            raise PrivmedError(f"{run.path} holds no trained generator yet: train it, or resume it with --resume")
-        if not state.get("finished", False):
-            raise PrivmedError(f"{run.path} did not finish training (step {state.get('step')}): resume it with --resume first")
+        model, config, state = cls._finished_run(run_dir)
         data = config["data"]
         generator = Generator(model.latent_dim, data["image_channels"] + 1, data["image_size"], model.generator_channels)
         generator.load_state_dict(state["task"]["generator"])
         model.generator_ = generator.eval()
         model.image_channels_ = int(data["image_channels"])
-        model.report_ = PrivacyReport.from_json(run.privacy_path)
         return model

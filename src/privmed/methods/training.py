@@ -26,13 +26,15 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import torch
 from torch import nn
 
 from privmed.errors import PrivacyError, PrivmedError
+from privmed.methods.base import GenerativeMethod
 from privmed.privacy.accountants import make_accountant
 from privmed.privacy.calibration import check_delta, check_epsilon, dpsgd_noise_multiplier
 from privmed.privacy.dpsgd import ClippingStats, DPGradient
@@ -472,3 +474,59 @@ def start_run(
     config["plan"] = plan.to_dict()
     run.create(config)
     return run_id
+
+
+class DPGenerativeMethod(GenerativeMethod):
+    """What the GANs trained by :class:`DPTrainer` share: options stored in config.json, resume, loading.
+
+    A subclass names itself (``method_name`` as in config.json, ``method_label`` for messages), lists
+    its constructor options in ``_HYPERPARAMETERS``, and restores its generator in ``load`` from
+    what :meth:`_finished_run` returns.
+    """
+
+    method_name: ClassVar[str]
+    method_label: ClassVar[str]
+    _HYPERPARAMETERS: ClassVar[tuple[str, ...]]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters as JSON-ready values (what config.json stores)."""
+        params = {name: getattr(self, name) for name in self._HYPERPARAMETERS}
+        params["unit"] = PrivacyUnit.parse(self.unit).value
+        params["epsilon"] = "inf" if math.isinf(float(self.epsilon)) else float(self.epsilon)
+        return params
+
+    @classmethod
+    def _params_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        if config.get("method") != cls.method_name:
+            raise PrivmedError(f"this run was trained by method {config.get('method')!r}, not by {cls.method_name!r} ({cls.method_label})")
+        params = dict(config["params"])
+        params["epsilon"] = float(params["epsilon"])
+        return params
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **callbacks: Any) -> Self:
+        """An unfitted model with the options of the run in ``run_dir`` (to resume it with ``fit(data, resume=True)``)."""
+        config = RunDirectory(run_dir).read_config()
+        return cls(**cls._params_from_config(config), run_dir=run_dir, **callbacks)
+
+    @classmethod
+    def _finished_run(cls, run_dir: str | Path) -> tuple[Self, dict[str, Any], dict[str, Any]]:
+        """The model configured as the finished run in ``run_dir``, its config and its final checkpoint.
+
+        The privacy report is restored here; the subclass rebuilds its generator from the checkpoint.
+        """
+        run = RunDirectory(run_dir)
+        config = run.read_config()
+        model = cls(**cls._params_from_config(config), run_dir=run_dir)
+        state = run.load_checkpoint()
+        if state is None or not run.privacy_path.exists():
+            raise PrivmedError(f"{run.path} holds no trained generator yet: train it, or resume it with --resume")
+        if not state.get("finished", False):
+            raise PrivmedError(f"{run.path} did not finish training (step {state.get('step')}): resume it with --resume first")
+        model.report_ = PrivacyReport.from_json(run.privacy_path)
+        return model, config, state
+
+    def privacy_report(self) -> PrivacyReport:
+        """The guarantee of the trained generator (and so of every sample drawn from it)."""
+        self._check_fitted("generator_", "report_")
+        return self.report_
