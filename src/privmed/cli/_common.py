@@ -87,3 +87,22 @@ def print_privacy_report(report: "PrivacyReport", run_dir: Path | None = None, s
         console.print(f"[yellow]-[/yellow] {note}", highlight=False)
     if run_dir is not None:
         console.print(f"run directory: {run_dir} (privacy.json, metrics.csv, checkpoints/latest.pt, samples/)")
+
+
+def training_data_ref(out: Path, data: str | None, *, resume: bool, epsilon: float | None) -> str:
+    """The data ref a training command trains on: ``--data``, or on ``--resume`` the one the run recorded.
+
+    A new run needs both ``--data`` and ``--epsilon``; a resumed one takes its options from the run.
+    """
+    if resume:
+        from privmed.runs import RunDirectory
+
+        data = data or RunDirectory(out).read_config().get("data", {}).get("ref")
+        if data is None:
+            raise PrivmedError(f"{out}: the run does not record its data: pass --data again")
+        return data
+    if epsilon is None:
+        raise PrivmedError("--epsilon is required (use 'inf' for a non-private reference)")
+    if data is None:
+        raise PrivmedError("--data is required to start a run")
+    return data

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from privmed.cli._common import console, print_privacy_report, training_progress
+from privmed.cli._common import console, print_privacy_report, training_data_ref, training_progress
 from privmed.errors import PrivmedError
 
 if TYPE_CHECKING:
@@ -43,18 +43,11 @@ def train(
     """
     from privmed.data import load
     from privmed.methods.acgan import ACGAN
-    from privmed.runs import RunDirectory
 
+    data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
     if resume:
         model = ACGAN.from_run(out)
-        data = data or RunDirectory(out).read_config().get("data", {}).get("ref")
-        if data is None:
-            raise PrivmedError(f"{out}: the run does not record its data: pass --data again")
     else:
-        if epsilon is None:
-            raise PrivmedError("--epsilon is required (use 'inf' for a non-private reference)")
-        if data is None:
-            raise PrivmedError("--data is required to start a run")
         model = ACGAN(
             epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from privmed.cli._common import console, print_privacy_report, training_progress
-from privmed.errors import PrivmedError
+from privmed.cli._common import console, print_privacy_report, training_data_ref, training_progress
 
 if TYPE_CHECKING:
     from privmed.methods.dpwgan import DPWGAN
@@ -60,17 +59,10 @@ def train(
     """
     from privmed.methods.dpwgan import DPWGAN
 
+    data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
     if resume:
         model = DPWGAN.from_run(out)
-        config_ref = model_config_ref(out)
-        data = data or config_ref
-        if data is None:
-            raise PrivmedError(f"{out}: the run does not record its data: pass --data again")
     else:
-        if epsilon is None:
-            raise PrivmedError("--epsilon is required (use 'inf' for a non-private reference)")
-        if data is None:
-            raise PrivmedError("--data is required to start a run")
         model = DPWGAN(
             epsilon, delta=delta, unit=unit.value, patch_size=patch_size, patches_per_subject=patches_per_subject,
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, generator_channels=base_channels,
@@ -82,10 +74,3 @@ def train(
     else:
         console.print(f"training done: {report.steps} critic steps; the privacy budget of this run is spent")
     print_privacy_report(report, out, steps_name="critic steps")
-
-
-def model_config_ref(run_dir: Path) -> str | None:
-    """The data ref a run was started with (None if it was not recorded)."""
-    from privmed.runs import RunDirectory
-
-    return RunDirectory(run_dir).read_config().get("data", {}).get("ref")
