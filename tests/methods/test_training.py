@@ -8,8 +8,8 @@ import pytest
 
 from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.training import plan_training, start_run
-from privmed.runs import RunDirectory
 from privmed.privacy.calibration import dpsgd_epsilon
+from privmed.runs import RunDirectory
 
 
 def test_epochs_are_one_over_q_steps_and_the_plan_ends_at_the_target() -> None:
@@ -61,3 +61,33 @@ def test_start_run_resumes_only_with_the_same_data_and_options(tmp_path) -> None
     with pytest.raises(PrivmedError, match="already holds a run"):
         start_run(run, False, params={"lr": 1.0}, data_key="phantom@aaaa", **common)
     assert run.config_path.read_text() == config_before
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_secure_rng_run_resumes_says_so_and_stores_no_noise_state(tmp_path) -> None:
+    from privmed.data import load
+    from privmed.methods.dpwgan import DPWGAN
+    from privmed.methods.training import SECURE_NOISE_NOTE
+
+    tiny = {"patch_size": 32, "patches_per_subject": 8, "batch_size": 8, "max_steps": 8, "checkpoint_every": 4,
+            "generator_channels": 8, "critic_channels": 8, "latent_dim": 16, "secure_rng": True}
+    data = load("phantom:train")
+
+    def kill(event) -> None:
+        if event.step == 6:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        DPWGAN(8.0, run_dir=tmp_path / "run", on_progress=kill, **tiny).fit(data)
+    checkpoint = RunDirectory(tmp_path / "run").load_checkpoint()
+    assert checkpoint["step"] == 4 and checkpoint["gradient"] == {"secure_rng": True}
+    resumed = DPWGAN.from_run(tmp_path / "run")
+    assert resumed.secure_rng
+    report = resumed.fit(data, resume=True).privacy_report()
+    assert report.steps == 8
+    assert report.epsilon == pytest.approx(dpsgd_epsilon(report.noise_multiplier, report.sample_rate, 8, report.delta), rel=1e-12)
+    assert SECURE_NOISE_NOTE in report.notes
+    assert SECURE_NOISE_NOTE not in DPWGAN(8.0, **{**tiny, "secure_rng": False}).fit(data).privacy_report().notes

@@ -57,3 +57,32 @@ def test_bad_parameters_are_refused(sensitivity: float, epsilon: float, name: st
 def test_integer_tensors_are_refused() -> None:
     with pytest.raises(PrivacyError, match="floating-point"):
         LaplaceMechanism(1.0, 1.0).add_noise(torch.zeros(3, dtype=torch.int64))
+
+
+def test_secure_rng_noise_comes_from_the_secure_source_at_the_same_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from privmed.privacy.secure_rng import SecureNoise
+
+    scales = []
+    original = SecureNoise.laplace
+
+    def spy(self: SecureNoise, shape, scale, dtype=torch.float32, device=None):
+        scales.append(scale)
+        return original(self, shape, scale, dtype, device)
+
+    monkeypatch.setattr(SecureNoise, "laplace", spy)
+    mechanism = LaplaceMechanism(sensitivity=1.0, epsilon=0.5, secure_rng=True)
+    torch.manual_seed(0)
+    noise = mechanism.add_noise(torch.zeros(100_000, dtype=torch.float64))
+    assert scales == [2.0] and noise.dtype == torch.float64
+    assert float(noise.abs().mean()) == pytest.approx(2.0, rel=0.02)
+    assert stats.kstest(noise.numpy(), stats.laplace(scale=2.0).cdf).statistic < 0.007
+    torch.manual_seed(0)
+    first = mechanism.add_noise(torch.zeros(8))
+    torch.manual_seed(0)
+    assert not torch.equal(first, mechanism.add_noise(torch.zeros(8)))  # torch's seed does not reach it
+    assert "secure_rng=True" in repr(mechanism)
+
+
+def test_secure_rng_takes_no_generator() -> None:
+    with pytest.raises(PrivacyError, match="no generator"):
+        LaplaceMechanism(1.0, 1.0, torch.Generator().manual_seed(0), secure_rng=True)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-from privmed.cli._common import console, print_privacy_report, training_data_ref, training_progress
+from privmed.cli._common import (
+    DISTRIBUTED_HELP,
+    SECURE_RNG_HELP,
+    SECURE_RNG_TRAINING_COST,
+    console,
+    print_privacy_report,
+    training_data_ref,
+    training_progress,
+)
 from privmed.errors import PrivmedError
-
-if TYPE_CHECKING:
-    pass
 
 
 class Unit(str, Enum):
@@ -33,6 +37,8 @@ def train(
     base_channels: int = typer.Option(64, "--base-channels", min=1, help="Network width (seed 001: 64, i.e. 512 features at 4x4)."),
     seed: int = typer.Option(0, "--seed", help="Seed for networks, batches, latents, classes and noise."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
+    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_TRAINING_COST)),
+    distributed: bool = typer.Option(False, "--distributed", help=DISTRIBUTED_HELP),
 ) -> None:
     """Train a class-conditional AC-GAN: the discriminator learns with DP-SGD, the generator by post-processing.
 
@@ -43,20 +49,27 @@ def train(
     """
     from privmed.data import load
     from privmed.methods.acgan import ACGAN
+    from privmed.privacy.distributed import process_group
 
     data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
     if resume:
         model = ACGAN.from_run(out)
+        if secure_rng and not model.secure_rng:
+            raise PrivmedError(f"{out} was started without --secure-rng, and a resumed run keeps its options")
     else:
         model = ACGAN(
             epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,
-            seed=seed, run_dir=out,
+            seed=seed, secure_rng=secure_rng, run_dir=out,
         )
     dataset = load(data)
-    with training_progress("AC-GAN", {"discriminator_loss": "discriminator", "generator_loss": "generator"}) as on_progress:
-        model.on_progress = on_progress
-        model.fit(dataset, resume=resume, data_ref=data)
+    losses = {"discriminator_loss": "discriminator", "generator_loss": "generator"}
+    with process_group(enabled=distributed) as group:
+        with training_progress("AC-GAN", losses, enabled=group.is_main) as on_progress:
+            model.on_progress = on_progress
+            model.fit(dataset, resume=resume, data_ref=data)
+        if not group.is_main:
+            return
     report = model.privacy_report()
     console.print(f"training done: {report.steps} discriminator steps; the privacy budget of this run is spent")
     print_privacy_report(report, out, steps_name="discriminator steps")

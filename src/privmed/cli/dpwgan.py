@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from privmed.cli._common import console, print_privacy_report, training_data_ref, training_progress
+from privmed.cli._common import (
+    DISTRIBUTED_HELP,
+    SECURE_RNG_HELP,
+    SECURE_RNG_TRAINING_COST,
+    console,
+    print_privacy_report,
+    training_data_ref,
+    training_progress,
+)
+from privmed.errors import PrivmedError
 
 if TYPE_CHECKING:
     from privmed.methods.dpwgan import DPWGAN
@@ -21,12 +30,12 @@ class Unit(str, Enum):
     patient = "patient"
 
 
-def train_dpwgan(model: DPWGAN, data_ref: str, *, resume: bool, label: str = "DP-WGAN") -> PrivacyReport:
-    """Load ``data_ref`` and fit ``model`` behind a progress bar; return its privacy report."""
+def train_dpwgan(model: DPWGAN, data_ref: str, *, resume: bool, label: str = "DP-WGAN", show_progress: bool = True) -> PrivacyReport:
+    """Load ``data_ref`` and fit ``model`` behind a progress bar (if ``show_progress``); return its privacy report."""
     from privmed.data import load
 
     dataset = load(data_ref)
-    with training_progress(label, {"critic_loss": "critic", "generator_loss": "generator"}) as on_progress:
+    with training_progress(label, {"critic_loss": "critic", "generator_loss": "generator"}, enabled=show_progress) as on_progress:
         model.on_progress = on_progress
         model.fit(dataset, resume=resume, data_ref=data_ref)
     return model.privacy_report()
@@ -49,6 +58,8 @@ def train(
     base_channels: int = typer.Option(64, "--base-channels", min=1, help="Width of the generator and critic (features of the first level)."),
     seed: int = typer.Option(0, "--seed", help="Seed for networks, patches, batches, latents and noise."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
+    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_TRAINING_COST)),
+    distributed: bool = typer.Option(False, "--distributed", help=DISTRIBUTED_HELP),
 ) -> None:
     """Train a DP-WGAN of image + label pairs: the critic learns with DP-SGD, the generator by post-processing.
 
@@ -58,17 +69,23 @@ def train(
     epsilon is reserved in the budget ledger before training and settled at the end.
     """
     from privmed.methods.dpwgan import DPWGAN
+    from privmed.privacy.distributed import process_group
 
     data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
     if resume:
         model = DPWGAN.from_run(out)
+        if secure_rng and not model.secure_rng:
+            raise PrivmedError(f"{out} was started without --secure-rng, and a resumed run keeps its options")
     else:
         model = DPWGAN(
             epsilon, delta=delta, unit=unit.value, patch_size=patch_size, patches_per_subject=patches_per_subject,
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, generator_channels=base_channels,
-            critic_channels=base_channels, seed=seed, run_dir=out,
+            critic_channels=base_channels, seed=seed, secure_rng=secure_rng, run_dir=out,
         )
-    report = train_dpwgan(model, data, resume=resume)
+    with process_group(enabled=distributed) as group:
+        report = train_dpwgan(model, data, resume=resume, show_progress=group.is_main)
+        if not group.is_main:
+            return
     if report.noise_multiplier is None:
         console.print(f"training done: {report.steps} critic steps without differential privacy (a reference, no guarantee)")
     else:

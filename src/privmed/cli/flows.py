@@ -11,13 +11,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from privmed.cli._common import console, err_console
+from privmed.cli._common import SECURE_RNG_HELP, SECURE_RNG_RELEASE_COST, console, err_console
 from privmed.errors import DataError, PrivmedError
 
 if TYPE_CHECKING:
     from privmed.data.dataset import ImageDataset
     from privmed.methods.flow_training import TrainedFlow
     from privmed.methods.local_dp import LaplacePrivatizer
+    from privmed.privacy.distributed import ReplicaGroup
 
 FLOW_NOT_PRIVATE = (
     "flow training is not differentially private: train the flow on public data, or on data whose use is "
@@ -48,11 +49,28 @@ def train(
     learning_rate: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialization, shuffling and dequantization noise."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint (its saved architecture and settings are used; --epochs may extend it)."),
+    distributed: bool = typer.Option(
+        False, "--distributed",
+        help="Train data-parallel over the processes torchrun starts: torchrun --standalone --nproc_per_node 2 $(which privmed) train flow "
+        "--distributed ... (gloo on CPU). Every process draws the same shuffled batch and keeps its share; gradients are summed, so "
+        "each step equals the one-process step. Process 0 alone writes --out; all read it on --resume.",
+    ),
 ) -> None:
     """Train an invertible flow (multi-scale Glow or conditional INN) by maximum likelihood.
 
     Reports bits/dim per epoch (metrics.csv), writes atomic checkpoints and a grid of samples, and keeps the per-dimension range of the training latents for DP-GLOW. Not private: train the flow on public data; CADP and DP-GLOW then protect the images they privatize, not this training set.
     """
+    from privmed.privacy.distributed import process_group
+
+    with process_group(enabled=distributed) as group:
+        _train_flow(data, out, conditional, coupling, levels, depth, hidden, epochs, batch_size, learning_rate, seed, resume, group)
+
+
+def _train_flow(
+    data: str, out: Path, conditional: bool, coupling: Coupling, levels: int, depth: int, hidden: int, epochs: int,
+    batch_size: int, learning_rate: float, seed: int, resume: bool, group: ReplicaGroup,
+) -> None:
+    """Train a flow (one process, or one rank of a data-parallel ``group``: rank 0 writes and prints)."""
     from privmed.data import load
     from privmed.methods.flow_training import FlowTrainer
     from privmed.models.flows import ConditionalINN, Glow, build_flow
@@ -84,8 +102,9 @@ def train(
             "learning_rate": learning_rate,
             "seed": seed,
         }
-    run.create(config, resume=resume)
-    err_console.print(f"[yellow]note:[/yellow] {FLOW_NOT_PRIVATE}", highlight=False)
+    group.main_first(lambda: run.create(config, resume=resume))
+    if group.is_main:
+        err_console.print(f"[yellow]note:[/yellow] {FLOW_NOT_PRIVATE}", highlight=False)
     trainer = FlowTrainer(flow, epochs=config["epochs"], batch_size=config["batch_size"], learning_rate=config["learning_rate"], seed=config["seed"])
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
@@ -94,6 +113,7 @@ def train(
         TextColumn("bits/dim {task.fields[bpd]}"),
         TimeElapsedColumn(),
         console=console,
+        disable=not group.is_main,
     ) as progress:
         task = progress.add_task("train", total=None, epoch=1, epochs=config["epochs"], bpd="-")
 
@@ -105,6 +125,8 @@ def train(
             progress.console.print(f"epoch {epoch}: {row['train_bits_per_dim']:.4f} bits/dim")
 
         trainer.fit(dataset, run=run, resume=resume, data_key=dataset_key(dataset), on_epoch=on_epoch, on_batch=on_batch)
+    if not group.is_main:
+        return
     grid = trainer.save_samples(run.samples_dir / "samples.png")
     console.print(f"flow saved in {run.path} (checkpoints/latest.pt); samples in {grid}")
 
@@ -152,6 +174,13 @@ def _print_report(report: dict[str, Any], data_path: Path, privacy_path: Path) -
     console.print(f"wrote {data_path} and {privacy_path}")
 
 
+def _secure(secure_rng: bool, seed: int | None) -> bool:
+    """``--secure-rng``, refused with ``--seed`` before anything is loaded or reserved (secure noise has no seed)."""
+    if secure_rng and seed is not None:
+        raise PrivmedError("--secure-rng noise cannot be seeded: drop --seed")
+    return secure_rng
+
+
 def _load_flow(flow_dir: Path) -> TrainedFlow:
     from privmed.methods.flow_training import load_trained_flow
 
@@ -167,6 +196,7 @@ def cadp(
     paper_scale: bool = typer.Option(False, "--paper-scale", help="Use seed 002's noise S/epsilon; the report then states the true epsilon, twice the nominal."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
+    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
 ) -> None:
     """Privatize images with CADP (seed 002): clip each latent to an L1 ball, add Laplace noise, decode.
 
@@ -177,7 +207,7 @@ def cadp(
 
     trained = _load_flow(flow_dir)
     dataset = load(data)
-    method = CADP(trained.flow, epsilon, clip, paper_scale=paper_scale)
+    method = CADP(trained.flow, epsilon, clip, paper_scale=paper_scale, secure_rng=_secure(secure_rng, seed))
     _release(method, dataset, out, output_format, seed, trained, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
 
 
@@ -189,6 +219,7 @@ def dpglow(
     out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
+    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
 ) -> None:
     """Privatize images with DP-GLOW (seed 003): clip each latent to a per-dimension box, add Laplace noise, clip, decode.
 
@@ -201,7 +232,7 @@ def dpglow(
     if trained.latent_min is None or trained.latent_max is None:
         raise PrivmedError(f"{flow_dir}: the flow has no training latent range (train it to the last epoch first)")
     dataset = load(data)
-    method = DPGLOW(trained.flow, epsilon, alpha).fit_range(trained.latent_min, trained.latent_max)
+    method = DPGLOW(trained.flow, epsilon, alpha, secure_rng=_secure(secure_rng, seed)).fit_range(trained.latent_min, trained.latent_max)
     _release(method, dataset, out, output_format, seed, trained, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
 
 
@@ -211,6 +242,7 @@ def pixel_ldp(
     out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
+    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
 ) -> None:
     """Privatize images with Laplace noise on every pixel (seed 003's image-domain baseline).
 
@@ -220,5 +252,5 @@ def pixel_ldp(
     from privmed.methods.pixel_ldp import PixelLDP
 
     dataset = load(data)
-    method = PixelLDP(epsilon).fit(dataset)
+    method = PixelLDP(epsilon, secure_rng=_secure(secure_rng, seed)).fit(dataset)
     _release(method, dataset, out, output_format, seed, None, f"pixel LDP epsilon={epsilon:g}")

@@ -34,8 +34,8 @@ class CADP(LaplacePrivatizer):
 
     method_name = "cadp"
 
-    def __init__(self, flow: InvertibleFlow, epsilon: float, clip: float, paper_scale: bool = False) -> None:
-        super().__init__(epsilon)
+    def __init__(self, flow: InvertibleFlow, epsilon: float, clip: float, paper_scale: bool = False, *, secure_rng: bool = False) -> None:
+        super().__init__(epsilon, secure_rng=secure_rng)
         if not clip > 0:
             raise PrivacyError(f"the L1 clipping radius must be positive, got {clip}")
         self.flow = flow

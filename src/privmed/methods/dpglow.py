@@ -35,8 +35,8 @@ class DPGLOW(LaplacePrivatizer):
 
     method_name = "dpglow"
 
-    def __init__(self, flow: InvertibleFlow, epsilon: float, alpha: float = 0.4) -> None:
-        super().__init__(epsilon)
+    def __init__(self, flow: InvertibleFlow, epsilon: float, alpha: float = 0.4, *, secure_rng: bool = False) -> None:
+        super().__init__(epsilon, secure_rng=secure_rng)
         if not 0 < alpha <= 1:
             raise PrivacyError(f"alpha must lie in (0, 1], got {alpha}")
         self.flow = flow

@@ -42,6 +42,7 @@ from privmed.methods.training import (
 )
 from privmed.models.wgan import Critic, Generator, split_sample
 from privmed.privacy.calibration import default_delta
+from privmed.privacy.distributed import ReplicaGroup
 from privmed.privacy.group import group_privacy_report
 from privmed.privacy.ledger import dataset_key
 from privmed.privacy.report import PrivacyReport
@@ -92,19 +93,20 @@ class _WGANTask:
         return torch.randn(n, self.generator.latent_dim, generator=self.latents)
 
     def private_step(self, batch: np.ndarray, step: int, gradient: PrivateGradient) -> dict[str, float]:
-        """One critic step on a Poisson batch of real pairs and ``n_fake`` generated ones."""
+        """One critic step on a Poisson batch of real pairs and ``n_fake`` generated ones (this rank's shares of both)."""
         critic = self.private_module
         index = torch.from_numpy(np.asarray(batch, dtype=np.int64))
         real = self.pairs[index]
         with torch.no_grad():
-            fake = self.generator(self._latent(self.n_fake))
+            fake = self.generator(gradient.group.shard(self._latent(self.n_fake)))
+        gradient.group.average_buffers(self.generator)
         with gradient.capture():
             scores = critic(torch.cat([real, fake])).squeeze(1)
         real_scores, fake_scores = scores[: len(index)], scores[len(index) :]
         # Private rows: -D(x) per row, summed per unit, clipped, noised, divided by the expected batch.
-        # Public rows: the mean of D(G(z)); generated samples depend on no private record.
+        # Public rows: the mean of D(G(z)) over all n_fake rows of all ranks; generated samples depend on no private record.
         losses = torch.cat([-real_scores, fake_scores / self.n_fake])
-        unit_ids = torch.cat([self.unit_ids[index], torch.full((self.n_fake,), -1, dtype=torch.long)])
+        unit_ids = torch.cat([self.unit_ids[index], torch.full((len(fake),), -1, dtype=torch.long)])
         stats = gradient.backward(losses, unit_ids)
         self.critic_optimizer.step()
         with torch.no_grad():
@@ -117,16 +119,22 @@ class _WGANTask:
         if stats is not None:
             metrics["clipped_fraction"] = stats.clipped_fraction
         if (step + 1) % self.n_critic == 0:
-            metrics["generator_loss"] = self._generator_step()
+            metrics["generator_loss"] = self._generator_step(gradient.group)
         return metrics
 
-    def _generator_step(self) -> float:
-        """-D(G(z)) through the critic as a plain module: no private data, no privacy cost."""
+    def _generator_step(self, group: ReplicaGroup) -> float:
+        """-D(G(z)) through the critic as a plain module: no private data, no privacy cost.
+
+        Each rank generates its share of the ``n_fake`` rows; the gradients are summed over ranks and
+        the BatchNorm statistics averaged, so every rank's generator stays identical.
+        """
         self.generator_optimizer.zero_grad(set_to_none=True)
-        loss = -self.private_module(self.generator(self._latent(self.n_fake))).mean()
-        loss.backward()
+        scores = self.private_module(self.generator(group.shard(self._latent(self.n_fake))))
+        (-scores.sum() / self.n_fake).backward()
+        group.sum_gradients(self.generator)
+        group.average_buffers(self.generator)
         self.generator_optimizer.step()
-        return float(loss.detach())
+        return float(-scores.detach().mean())
 
     def end_epoch(self, epoch: int, run: RunDirectory | None) -> None:
         """Write the epoch's sample grid (the same latent vectors every epoch)."""
@@ -193,7 +201,10 @@ class DPWGAN(DPGenerativeMethod):
     ``1/q`` critic steps (q = batch_size / N) or ``max_steps`` critic steps when given; the noise is
     calibrated so that exactly these steps spend ``epsilon``. With ``run_dir`` the run writes
     config.json, metrics.csv, checkpoints, sample grids and privacy.json there (every epoch, or
-    every ``checkpoint_every`` critic steps) and can be resumed.
+    every ``checkpoint_every`` critic steps) and can be resumed. ``secure_rng`` draws the DP noise
+    from a cryptographically secure source (not reproducible; ``seed`` still sets everything else).
+    Under ``torchrun`` (after :func:`privmed.privacy.distributed.init_from_env`) ``fit`` trains
+    data-parallel: same guarantee and accounting as one process with the same global batch.
 
     Learned: ``generator_``, ``report_``, ``plan_``.
     """
@@ -203,7 +214,7 @@ class DPWGAN(DPGenerativeMethod):
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "patch_size", "patches_per_subject", "epochs", "max_steps", "batch_size", "n_critic",
         "learning_rate", "weight_clip", "max_grad_norm", "latent_dim", "generator_channels", "critic_channels",
-        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every",
+        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every", "secure_rng",
     )
 
     def __init__(
@@ -229,6 +240,7 @@ class DPWGAN(DPGenerativeMethod):
         accountant: str = "rdp",
         seed: int = 0,
         checkpoint_every: int | None = None,
+        secure_rng: bool = False,
         run_dir: str | Path | None = None,
         on_progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
@@ -253,6 +265,7 @@ class DPWGAN(DPGenerativeMethod):
         self.accountant = accountant
         self.seed = seed
         self.checkpoint_every = checkpoint_every
+        self.secure_rng = secure_rng
         self.run_dir = run_dir
         self.on_progress = on_progress
         self.on_epoch = on_epoch
@@ -326,6 +339,7 @@ class DPWGAN(DPGenerativeMethod):
             records_per_unit=None if unit is PrivacyUnit.RECORD else self.records_per_unit, run=run,
             release=LedgerRelease(key, run_id, f"DP-WGAN {run.path if run else 'in memory'}"),
             on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
+            secure_rng=self.secure_rng,
         )
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)

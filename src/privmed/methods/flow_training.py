@@ -5,6 +5,11 @@ not the flow's training set: the flow must be trained on public data, or on data
 purpose is otherwise authorized (seed 003 trains on a public set and privatizes another hospital's).
 The trained flow directory also keeps the per-dimension range of its training latents, which DP-GLOW
 uses as its clipping box; it too comes from the training data, never from the data to privatize.
+
+Under ``torchrun`` (after :func:`privmed.privacy.distributed.init_from_env`) :class:`FlowTrainer`
+trains data-parallel: every rank draws the same shuffled batch and its dequantization noise, keeps
+its share of the rows, and the gradients are summed over ranks, so each step equals the
+single-process step; rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import Tensor
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivmedError
 from privmed.models.flows import InvertibleFlow, build_flow
+from privmed.privacy.distributed import ReplicaGroup, current_group
 from privmed.report.grids import save_pair_grid
 from privmed.runs import RunDirectory
 
@@ -155,12 +161,32 @@ class FlowTrainer:
     def metric_name(self) -> str:
         return "bits_per_dim" if self.n_bins else "nll_per_dim"
 
-    def _loss(self, batch: Tensor, labels: Tensor | None, generator: torch.Generator) -> Tensor:
-        n_dims = batch[0].numel()
+    def _loss(self, batch: Tensor, labels: Tensor | None, generator: torch.Generator, group: ReplicaGroup) -> Tensor:
+        """This rank's part of the batch's mean loss: the loss of its rows, summed, over the whole batch's size.
+
+        The whole batch is dequantized on every rank (the same noise), so the ranks' generators stay in step.
+        """
+        n_dims, count = batch[0].numel(), batch.shape[0]
         if self.n_bins:
             batch = dequantize(batch, self.n_bins, generator)
-            return bits_per_dim_from_log_prob(self.flow.log_prob(batch, labels), n_dims, self.n_bins).mean()
-        return -(self.flow.log_prob(batch, labels) / n_dims).mean()
+        batch, labels = group.shard(batch), None if labels is None else group.shard(labels)
+        if batch.shape[0] == 0:
+            return torch.zeros(())
+        log_prob = self.flow.log_prob(batch, labels)
+        per_row = bits_per_dim_from_log_prob(log_prob, n_dims, self.n_bins) if self.n_bins else -(log_prob / n_dims)
+        return per_row.sum() / count
+
+    @torch.no_grad()
+    def _initialize_on_first_batch(self, inputs: Tensor, labels: Tensor | None, generator: torch.Generator) -> None:
+        """Run the data-dependent initialization (ActNorm) on the first batch as one process would, then rewind the generator.
+
+        Without it each rank would initialize from its own share of the rows and the replicas would differ.
+        """
+        state = generator.get_state()
+        idx = torch.randperm(inputs.shape[0], generator=generator)[: self.batch_size]
+        batch = dequantize(inputs[idx], self.n_bins, generator) if self.n_bins else inputs[idx]
+        self.flow.log_prob(batch, None if labels is None else labels[idx])
+        generator.set_state(state)
 
     def fit(
         self,
@@ -195,6 +221,7 @@ class FlowTrainer:
         if self.epochs < 1 or self.batch_size < 1:
             raise PrivmedError(f"epochs and batch size must be >= 1, got {self.epochs} and {self.batch_size}")
         inputs = inputs.to(dtype=torch.float32)
+        group = current_group()
         optimizer = torch.optim.Adam(self.flow.parameters(), lr=self.learning_rate)
         generator = torch.Generator().manual_seed(self.seed)
         history: list[dict[str, float]] = []
@@ -207,27 +234,34 @@ class FlowTrainer:
             history = list(checkpoint["history"])
             start_epoch = int(checkpoint["epoch"])
             self.latent_min_, self.latent_max_ = checkpoint["latent_min"], checkpoint["latent_max"]
-            run.truncate_metrics("epoch", start_epoch)
+            group.main_first(lambda: run.truncate_metrics("epoch", start_epoch))
             logger.info("resuming flow training after epoch %d", start_epoch)
         n = inputs.shape[0]
         batches_per_epoch = math.ceil(n / self.batch_size)
         self.flow.train()
+        group.check_consistent("the epoch training starts after", start_epoch)
+        group.broadcast_module(self.flow)
+        if group.distributed and start_epoch == 0:
+            self._initialize_on_first_batch(inputs, labels, generator)
         for epoch in range(start_epoch + 1, self.epochs + 1):
             started = time.perf_counter()
             order = torch.randperm(n, generator=generator)
             total, count = 0.0, 0
             for batch_index in range(batches_per_epoch):
                 idx = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
-                loss = self._loss(inputs[idx], None if labels is None else labels[idx], generator)
-                if not torch.isfinite(loss):
-                    raise PrivmedError(f"flow training diverged in epoch {epoch} (loss {loss.item()}): lower the learning rate")
+                loss = self._loss(inputs[idx], None if labels is None else labels[idx], generator, group)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if loss.requires_grad:
+                    loss.backward()
+                group.sum_gradients(self.flow)
+                (batch_loss,) = group.sum_values([loss.item()])
+                if not math.isfinite(batch_loss):
+                    raise PrivmedError(f"flow training diverged in epoch {epoch} (loss {batch_loss}): lower the learning rate")
                 torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.max_grad_norm)
                 optimizer.step()
-                total += loss.item() * idx.numel()
+                total += batch_loss * idx.numel()
                 count += idx.numel()
-                if on_batch is not None:
+                if on_batch is not None and group.is_main:
                     on_batch(batch_index + 1, batches_per_epoch)
             row = {"epoch": epoch, f"train_{self.metric_name}": total / count, "seconds": time.perf_counter() - started}
             history.append(row)
@@ -235,9 +269,13 @@ class FlowTrainer:
                 latents = encode_all(self.flow, inputs, labels)
                 self.latent_min_, self.latent_max_ = latents.min(dim=0).values, latents.max(dim=0).values
             if run is not None:
-                run.append_metrics(row)
-                run.save_checkpoint(self._checkpoint(optimizer, generator, history, epoch, data_key))
-            if on_epoch is not None:
+
+                def write(row: dict[str, float] = row, epoch: int = epoch) -> None:
+                    run.append_metrics(row)
+                    run.save_checkpoint(self._checkpoint(optimizer, generator, history, epoch, data_key))
+
+                group.main_first(write)
+            if on_epoch is not None and group.is_main:
                 on_epoch(epoch, row)
         if self.latent_min_ is None:
             latents = encode_all(self.flow, inputs, labels)

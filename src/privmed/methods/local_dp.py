@@ -4,7 +4,8 @@ Each privatizer perturbs every record once with a Laplace mechanism of pure epsi
 ``privatize`` is epsilon-DP per record (parallel composition over records); calls compose by basic
 composition in a ``"laplace"`` accountant. Noise is drawn from a generator seeded from the operating
 system unless a seed is given: torch's default generator starts from the same seed in every process,
-which would make the noise predictable.
+which would make the noise predictable. With ``secure_rng=True`` it comes from a cryptographically
+secure source instead (:mod:`privmed.privacy.secure_rng`), which takes no seed.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import torch
 from torch import Tensor
 
 from privmed.data.dataset import ImageDataset
-from privmed.errors import DataError, NotFittedError
+from privmed.errors import DataError, NotFittedError, PrivacyError
 from privmed.methods.base import PrivatizingMethod
 from privmed.models.flows import InvertibleFlow
 from privmed.privacy.accountants import make_accountant
 from privmed.privacy.calibration import check_epsilon
+from privmed.privacy.ledger import dataset_key
 from privmed.privacy.mechanisms import LaplaceMechanism
 from privmed.privacy.report import LAPLACE_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit
@@ -33,6 +35,8 @@ FLOW_DATA_NOTE = (
     "the flow (and any statistics fitted on its latents) was trained without differential privacy: "
     "its training data is not covered by this guarantee and must be public or otherwise authorized"
 )
+
+SECURE_NOISE_NOTE = "Laplace noise drawn from a cryptographically secure source (AES-256-CTR keyed by os.urandom): not reproducible"
 
 
 def noise_generator(seed: int | None) -> torch.Generator:
@@ -48,13 +52,17 @@ def group_epsilon(epsilon_per_record: float, records: int) -> float:
 
 
 class LaplacePrivatizer(PrivatizingMethod):
-    """Base of the local-DP privatizers: subclasses build ``_mechanism`` and ``_privatize_tensor``."""
+    """Base of the local-DP privatizers: subclasses build ``_mechanism`` and ``_privatize_tensor``.
+
+    ``secure_rng`` draws the Laplace noise from a cryptographically secure source (no seed accepted).
+    """
 
     method_name = "laplace"
 
-    def __init__(self, epsilon: float) -> None:
+    def __init__(self, epsilon: float, *, secure_rng: bool = False) -> None:
         check_epsilon(epsilon)
         self.epsilon = epsilon
+        self.secure_rng = secure_rng
         self._accountant = make_accountant("laplace")
         self._released: ImageDataset | None = None
         self._seed: int | None = None
@@ -70,7 +78,7 @@ class LaplacePrivatizer(PrivatizingMethod):
         return self.epsilon
 
     def _mechanism(self, generator: torch.Generator | None = None) -> LaplaceMechanism:
-        return LaplaceMechanism(self.sensitivity, self.mechanism_epsilon, generator=generator)
+        return LaplaceMechanism(self.sensitivity, self.mechanism_epsilon, generator=generator, secure_rng=self.secure_rng)
 
     @abstractmethod
     def _privatize_tensor(self, records: Tensor, labels: Tensor | None, mechanism: LaplaceMechanism) -> Tensor:
@@ -109,8 +117,9 @@ class LaplacePrivatizer(PrivatizingMethod):
     @torch.inference_mode()
     def privatize_records(self, records: Tensor, labels: Tensor | None = None, seed: int | None = None, batch_size: int = 256) -> Tensor:
         """Privatize a tensor of records (images or table rows) and account the release."""
-        generator = noise_generator(seed)
-        mechanism = self._mechanism(generator)
+        if self.secure_rng and seed is not None:
+            raise PrivacyError("secure_rng noise cannot be seeded: leave the seed out")
+        mechanism = self._mechanism(None if self.secure_rng else noise_generator(seed))
         parts = [
             self._privatize_tensor(records[start : start + batch_size], None if labels is None else labels[start : start + batch_size], mechanism)
             for start in range(0, records.shape[0], batch_size)
@@ -146,12 +155,14 @@ class LaplacePrivatizer(PrivatizingMethod):
         mechanism = self._mechanism()
         epsilon = self._accountant.get_epsilon(0.0)
         notes = self._extra_notes()
+        if self.secure_rng:
+            notes.append(SECURE_NOISE_NOTE)
         unit, n_units, dataset = "record", 0, None
         if self._released is not None:
             data = self._released
             unit = PrivacyUnit.RECORD.describe(data.record_kind)
             n_units = len(data)
-            dataset = data.name
+            dataset = dataset_key(data)
             notes.extend(self._unit_notes(data, epsilon))
         return PrivacyReport(
             mechanism=LAPLACE_MECHANISM,

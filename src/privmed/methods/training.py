@@ -15,6 +15,11 @@ for the guarantee to hold and for a run to survive a crash:
 - progress through a callback (the CLI draws a progress bar with it) and ``logging``.
 
 ``target_epsilon=inf`` trains the same way without clipping or noise: a non-private reference.
+
+Data-parallel training (under ``torchrun``, after :func:`privmed.privacy.distributed.init_from_env`)
+follows :mod:`privmed.privacy.distributed`: every rank draws the same global Poisson batch and trains
+on its whole units, the gradient sums meet in one all-reduce with the noise added once, the
+accountant counts one step per global batch, and rank 0 alone writes the run and books the ledger.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.base import GenerativeMethod
 from privmed.privacy.accountants import make_accountant
 from privmed.privacy.calibration import check_delta, check_epsilon, dpsgd_noise_multiplier
+from privmed.privacy.distributed import ReplicaGroup, current_group
 from privmed.privacy.dpsgd import ClippingStats, DPGradient
 from privmed.privacy.ledger import BudgetLedger
 from privmed.privacy.report import DPSGD_MECHANISM, PrivacyReport
@@ -47,6 +53,10 @@ from privmed.runs import RunDirectory
 logger = logging.getLogger(__name__)
 
 NON_PRIVATE_MECHANISM = "none (non-private reference: no privacy guarantee)"
+SECURE_NOISE_NOTE = (
+    "DP-SGD noise drawn from a cryptographically secure source (AES-256-CTR keyed by os.urandom): "
+    "not reproducible from the seed, which still sets networks, batches and latents"
+)
 CHECKPOINT_FORMAT = 1
 
 
@@ -152,19 +162,24 @@ class PrivateGradient:
     """The gradient of a module's private step: DP-SGD when the plan is private, plain otherwise.
 
     Both cases scale the same way, ``sum over private rows / expected_batch_units + public rows``,
-    so a non-private reference differs from a private run only by clipping and noise.
+    so a non-private reference differs from a private run only by clipping and noise. ``secure_rng``
+    draws the DP noise from a cryptographically secure source (``seed`` then seeds nothing here).
+    In a data-parallel ``group`` both cases sum the gradient over ranks (see :mod:`privmed.privacy.distributed`).
     """
 
-    def __init__(self, module: nn.Module, plan: TrainingPlan, seed: int | None) -> None:
+    def __init__(self, module: nn.Module, plan: TrainingPlan, seed: int | None, *, secure_rng: bool = False, group: ReplicaGroup | None = None) -> None:
         self.module = module
         self.expected_batch_units = plan.expected_batch_units
+        self.group = group or current_group()
         self.engine = (
             DPGradient(
                 module,
                 max_grad_norm=plan.max_grad_norm,
                 noise_multiplier=plan.noise_multiplier,
                 expected_batch_units=plan.expected_batch_units,
-                seed=seed,
+                seed=None if secure_rng else seed,
+                secure_rng=secure_rng,
+                reducer=self.group if self.group.distributed else None,
             )
             if plan.private
             else None
@@ -182,6 +197,7 @@ class PrivateGradient:
         private = unit_ids >= 0
         total = losses[private].sum() / self.expected_batch_units + losses[~private].sum()
         total.backward()
+        self.group.sum_gradients(self.module)
         return None
 
     def state_dict(self) -> dict[str, Any]:
@@ -198,7 +214,10 @@ class PrivateTask(Protocol):
     ``private_step`` gets the record indices of one Poisson batch (possibly empty) and the step
     index (0-based), computes the private module's update through ``gradient`` (forward inside
     ``gradient.capture()``, then ``gradient.backward``), may take public steps too (a GAN's
-    generator), and returns numbers named in ``metric_names`` (a subset is fine).
+    generator), and returns numbers named in ``metric_names`` (a subset is fine). In a data-parallel
+    job ``batch`` is this rank's share of the global batch; the task keeps its share of public rows
+    (``gradient.group.shard``, losses scaled by the global count) and sums public modules' gradients
+    over ranks (``gradient.group.sum_gradients``).
     """
 
     metric_names: tuple[str, ...]
@@ -249,7 +268,10 @@ class DPTrainer:
     unit contributes (clipping is per unit, so the cap costs no privacy). ``run`` (optional) is
     where metrics, checkpoints and privacy.json go, every ``checkpoint_every`` steps (default: every
     epoch) and at the end; ``report_factory(steps, epsilon)`` builds the :class:`PrivacyReport`
-    written there.
+    written there. ``secure_rng`` draws the DP noise from a cryptographically secure source.
+    ``group`` (default: :func:`privmed.privacy.distributed.current_group`) makes the run one rank of a
+    data-parallel job: all ranks train, rank 0 alone writes ``run`` and books the ledger; all ranks
+    read the checkpoint on resume.
     """
 
     def __init__(
@@ -266,6 +288,8 @@ class DPTrainer:
         on_progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
         checkpoint_every: int | None = None,
+        secure_rng: bool = False,
+        group: ReplicaGroup | None = None,
     ) -> None:
         if checkpoint_every is not None and checkpoint_every < 1:
             raise PrivmedError(f"checkpoint_every must be a positive number of steps, got {checkpoint_every}")
@@ -281,7 +305,15 @@ class DPTrainer:
         self.sampler = PoissonUnitSampler(unit_ids, plan.sample_rate, records_per_unit=records_per_unit, seed=seed)
         if self.sampler.n_units != plan.n_units:
             raise PrivmedError(f"the plan counts {plan.n_units} units but the data holds {self.sampler.n_units}")
-        self.gradient = PrivateGradient(task.private_module, plan, seed)
+        self.group = group or current_group()
+        if self.group.world_size > plan.expected_batch_units:
+            raise PrivmedError(
+                f"{self.group.world_size} processes for an expected batch of {plan.expected_batch_units:g} units: "
+                "use at most as many processes as the batch size"
+            )
+        self.unit_ids = np.asarray(unit_ids)
+        self.secure_rng = secure_rng
+        self.gradient = PrivateGradient(task.private_module, plan, seed, secure_rng=secure_rng, group=self.group)
         self.step = 0
         self._epsilon_cache: tuple[int, float] = (0, 0.0)
 
@@ -300,23 +332,27 @@ class DPTrainer:
         """
         if resume:
             self._restore()
-        ledger = BudgetLedger() if self.release is not None and self.plan.private else None
-        if self.release is not None and not self.plan.private:
+        self.group.check_consistent("the starting step, sampler and network", self._fingerprint())
+        books = self.release is not None and self.plan.private
+        if self.release is not None and not self.plan.private and self.group.is_main:
             logger.warning("a non-private run has no epsilon to book: the budget ledger does not record it")
-        if ledger is not None:
-            ledger.reserve(
-                self.release.dataset_key,
-                self.release.release_id,
-                epsilon=self.plan.target_epsilon,
-                delta=self.plan.delta,
-                unit=self.plan.unit_word,
-                description=self.release.description,
+        if books:
+            release = self.release
+            self.group.main_first(
+                lambda: BudgetLedger().reserve(
+                    release.dataset_key,
+                    release.release_id,
+                    epsilon=self.plan.target_epsilon,
+                    delta=self.plan.delta,
+                    unit=self.plan.unit_word,
+                    description=release.description,
+                )
             )
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         epoch_start = time.monotonic()
         while self.step < self.plan.steps:
-            batch = self.sampler.next_batch()
+            batch = self.group.shard_units(self.sampler.next_batch(), self.unit_ids)
             metrics = self.task.private_step(batch, self.step, self.gradient)
             if self.plan.private:
                 self.accountant.step(noise_multiplier=self.plan.noise_multiplier, sample_rate=self.plan.sample_rate)
@@ -325,10 +361,9 @@ class DPTrainer:
                 sums[name] = sums.get(name, 0.0) + float(value)
                 counts[name] = counts.get(name, 0) + 1
             if self.step % self.checkpoint_every == 0 or self.step == self.plan.steps:
-                means = {name: sums[name] / counts[name] for name in sums}
-                self._checkpoint(means, time.monotonic() - epoch_start)
+                self._checkpoint(self._means(sums, counts), time.monotonic() - epoch_start)
                 sums, counts, epoch_start = {}, {}, time.monotonic()
-            if self.on_progress is not None:
+            if self.on_progress is not None and self.group.is_main:
                 self.on_progress(
                     TrainingProgress(
                         step=self.step,
@@ -340,16 +375,47 @@ class DPTrainer:
                     )
                 )
         epsilon = self.epsilon_spent()
-        logger.info(
-            "privacy budget spent: epsilon %.4g of %.4g per %s after %d private steps; training stops",
-            epsilon, self.plan.target_epsilon, self.plan.unit_word, self.step,
-        )
-        report = self.report_factory(self.step, epsilon)
-        if self.run is not None:
-            report.to_json(self.run.privacy_path)
-        if ledger is not None:
-            ledger.settle(self.release.release_id, epsilon)
+        if self.group.is_main:
+            logger.info(
+                "privacy budget spent: epsilon %.4g of %.4g per %s after %d private steps; training stops",
+                epsilon, self.plan.target_epsilon, self.plan.unit_word, self.step,
+            )
+        report = self._report(self.step, epsilon)
+
+        def publish() -> None:
+            if self.run is not None:
+                report.to_json(self.run.privacy_path)
+            if books:
+                BudgetLedger().settle(self.release.release_id, epsilon)
+
+        self.group.main_first(publish)
         return report
+
+    def _report(self, steps: int, epsilon: float) -> PrivacyReport:
+        """The method's report, with the notes on how the trainer drew the noise and split the work."""
+        report = self.report_factory(steps, epsilon)
+        extra = []
+        if self.secure_rng and self.plan.private:
+            extra.append(SECURE_NOISE_NOTE)
+        if self.group.distributed:
+            extra.append(
+                f"trained data-parallel on {self.group.world_size} processes: one global Poisson batch per step, each process "
+                "clips whole units, the clipped sums are summed and noised once; accounted once at the global sample rate"
+            )
+        report.notes = [*report.notes, *extra]
+        return report
+
+    def _means(self, sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+        """Each metric's mean over the steps since the last checkpoint (and over all ranks)."""
+        names = list(self.task.metric_names)
+        totals = self.group.sum_values([sums.get(name, 0.0) for name in names] + [counts.get(name, 0) for name in names])
+        return {name: totals[i] / totals[len(names) + i] for i, name in enumerate(names) if totals[len(names) + i]}
+
+    def _fingerprint(self) -> tuple[int, str, float]:
+        """What every rank must agree on before training: step, sampler state, a checksum of the private module."""
+        with torch.no_grad():
+            checksum = float(sum(p.double().sum() for p in self.task.private_module.parameters()))
+        return self.step, repr(self.sampler.state_dict()), checksum
 
     def _epoch(self) -> int:
         return math.ceil(self.step / self.plan.steps_per_epoch)
@@ -362,13 +428,19 @@ class DPTrainer:
         row: dict[str, Any] = {"epoch": epoch, "step": self.step}
         row.update({name: means.get(name, math.nan) for name in self.task.metric_names})
         row.update({"epsilon": epsilon, "seconds": round(seconds, 3)})
-        logger.info("epoch %d/%d (step %d): %s", epoch, self.plan.epochs, self.step, row)
-        if self.run is not None:
-            self.run.append_metrics(row)
-            self.task.end_epoch(epoch, self.run)
-            self.run.save_checkpoint(self._state())
-            self.report_factory(self.step, epsilon).to_json(self.run.privacy_path)
-        if self.on_epoch is not None:
+        if self.group.is_main:
+            logger.info("epoch %d/%d (step %d): %s", epoch, self.plan.epochs, self.step, row)
+        run = self.run
+        if run is not None:
+
+            def write() -> None:
+                run.append_metrics(row)
+                self.task.end_epoch(epoch, run)
+                run.save_checkpoint(self._state())
+                self._report(self.step, epsilon).to_json(run.privacy_path)
+
+            self.group.main_first(write)
+        if self.on_epoch is not None and self.group.is_main:
             self.on_epoch(row)
 
     def _state(self) -> dict[str, Any]:
@@ -389,10 +461,12 @@ class DPTrainer:
         """Continue from the run's checkpoint; refuses one written under another plan."""
         if self.run is None:
             raise PrivmedError("resume needs a run directory")
-        state = self.run.load_checkpoint()
+        run = self.run
+        state = run.load_checkpoint()
         if state is None:
-            logger.warning("%s has no checkpoint yet: starting from step 0", self.run.path)
-            self.run.truncate_metrics("step", 0)
+            if self.group.is_main:
+                logger.warning("%s has no checkpoint yet: starting from step 0", run.path)
+            self.group.main_first(lambda: run.truncate_metrics("step", 0))
             return
         if state.get("format") != CHECKPOINT_FORMAT or state.get("plan") != self.plan.to_dict():
             raise PrivmedError(
@@ -405,7 +479,7 @@ class DPTrainer:
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         self.step = int(state["step"])
-        self.run.truncate_metrics("step", self.step)
+        self.group.main_first(lambda: run.truncate_metrics("step", self.step))
         self.epsilon_spent()
         logger.info("resumed %s at step %d of %d", self.run.path, self.step, self.plan.steps)
 
@@ -454,8 +528,21 @@ def start_run(
 
     A resume must use the same data (by ledger key) and the same options, so that the accountant's
     history and the ledger's one entry stay the run's own. Without a run directory the run gets a
-    fresh id and cannot be resumed.
+    fresh id and cannot be resumed. In a data-parallel job rank 0 does this and every rank gets its answer.
     """
+    return current_group().main_first(lambda: _start_run(run, resume, method, params, data_key, data_info, plan, extra))
+
+
+def _start_run(
+    run: RunDirectory | None,
+    resume: bool,
+    method: str,
+    params: dict[str, Any],
+    data_key: str,
+    data_info: dict[str, Any],
+    plan: TrainingPlan,
+    extra: dict[str, Any] | None,
+) -> str:
     if run is None:
         if resume:
             raise PrivmedError("resume needs run_dir: the run directory to continue")

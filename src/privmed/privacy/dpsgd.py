@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from privmed.errors import PrivacyError
+from privmed.privacy.secure_rng import SecureNoise
+
+if TYPE_CHECKING:
+    from privmed.privacy.distributed import ReplicaGroup
 
 logger = logging.getLogger(__name__)
 
@@ -380,7 +384,14 @@ class DPGradient:
 
     ``norm_strategy`` picks how per-unit norms are computed per layer: ``"auto"`` (the cheaper of the
     two by operation count), ``"ghost"`` (Gram matrices) or ``"materialize"`` (per-row gradients).
-    The noise comes from a dedicated generator seeded with ``seed`` (OS entropy when None).
+    The noise comes from a dedicated generator seeded with ``seed`` (OS entropy when None) or, with
+    ``secure_rng``, from :class:`privmed.privacy.secure_rng.SecureNoise` (no seed; not reproducible).
+
+    ``reducer`` (a :class:`privmed.privacy.distributed.ReplicaGroup`) makes this one rank of a
+    data-parallel job: each rank clips its own units (whole units per rank), the per-parameter sums
+    of clipped private and public gradients are summed over ranks, and the noise is drawn once, on
+    rank 0, and enters that sum (so the unseeded secure source works too); every rank ends with the
+    same ``p.grad``, which equals the single-process gradient of the whole batch.
     """
 
     def __init__(
@@ -392,6 +403,8 @@ class DPGradient:
         expected_batch_units: float,
         seed: int | None = None,
         norm_strategy: NormStrategy = "auto",
+        secure_rng: bool = False,
+        reducer: ReplicaGroup | None = None,
     ) -> None:
         if not max_grad_norm > 0:
             raise PrivacyError(f"max_grad_norm must be > 0, got {max_grad_norm}")
@@ -401,6 +414,8 @@ class DPGradient:
             raise PrivacyError(f"expected_batch_units must be > 0, got {expected_batch_units}")
         if norm_strategy not in NORM_STRATEGIES:
             raise PrivacyError(f"unknown norm_strategy {norm_strategy!r}: use one of {', '.join(NORM_STRATEGIES)}")
+        if secure_rng and seed is not None:
+            raise PrivacyError("secure_rng draws noise from the operating system's entropy: it takes no seed")
         validate_module(module)
         self.module = module
         self.max_grad_norm = float(max_grad_norm)
@@ -416,6 +431,9 @@ class DPGradient:
         if not self.parameters:
             raise PrivacyError(f"{type(module).__name__} has no trainable parameters to train with DP-SGD")
         device = self.parameters[0].device
+        self.secure_rng = secure_rng
+        self.reducer = reducer
+        self._secure_noise = SecureNoise() if secure_rng else None
         self._noise = torch.Generator(device=device)
         self._noise.manual_seed(secrets.randbits(63) if seed is None else seed)
         for parameter in self.parameters:
@@ -499,17 +517,32 @@ class DPGradient:
         row_weights = torch.ones(layout.n_rows, device=losses.device, dtype=squared.dtype)
         row_weights[layout.private.index] = factors[layout.unit_of_row] / self.expected_batch_units
         noise_std = self.noise_multiplier * self.max_grad_norm / self.expected_batch_units
+        draws_noise = self.reducer is None or self.reducer.is_main
+        grads = []
         for owned, gradient in zip(self._layers, layer_gradients):
             values = gradient.gradients(row_weights.to(self._dtype(owned))) if gradient is not None else {}
             for name, parameter in owned.parameters.items():
-                noise = torch.randn(parameter.shape, generator=self._noise, device=parameter.device, dtype=parameter.dtype)
-                noise.mul_(noise_std)
-                parameter.grad = noise.add_(values[name]) if name in values else noise
+                if draws_noise:
+                    grad = self._gaussian(parameter, noise_std)
+                    grads.append(grad.add_(values[name]) if name in values else grad)
+                else:
+                    grads.append(values[name].reshape(parameter.shape) if name in values else torch.zeros_like(parameter))
+        if self.reducer is not None:
+            grads = self.reducer.sum(grads)
+        for parameter, grad in zip(self.parameters, grads):
+            parameter.grad = grad
         return ClippingStats(
             n_units=layout.n_units,
             clipped_fraction=float((norms > self.max_grad_norm).float().mean()) if layout.n_units else 0.0,
             mean_norm=float(norms.mean()) if layout.n_units else 0.0,
         )
+
+    def _gaussian(self, parameter: Tensor, std: float) -> Tensor:
+        """N(0, std^2) noise shaped like ``parameter``, from the secure source or the seeded generator."""
+        if self._secure_noise is not None:
+            return self._secure_noise.gaussian(parameter.shape, std, dtype=parameter.dtype, device=parameter.device)
+        noise = torch.randn(parameter.shape, generator=self._noise, device=parameter.device, dtype=parameter.dtype)
+        return noise.mul_(std)
 
     @staticmethod
     def _dtype(owned: _OwnedLayer) -> torch.dtype:
@@ -536,9 +569,16 @@ class DPGradient:
         return _layer_gradient(owned.layer, owned.parameters, activations, output_grad, layout, self.norm_strategy)
 
     def state_dict(self) -> dict:
-        """The noise generator's state, so a resumed run draws exactly the noise it would have drawn."""
-        return {"noise_generator": self._noise.get_state()}
+        """The noise generator's state, so a resumed run draws exactly the noise it would have drawn.
+
+        A secure noise source has no state to save: a resumed run continues with fresh secure noise.
+        """
+        return {"secure_rng": True} if self.secure_rng else {"noise_generator": self._noise.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the noise generator from :meth:`state_dict`."""
+        """Restore the noise generator from :meth:`state_dict` (nothing to restore for a secure source)."""
+        if self.secure_rng:
+            return
+        if "noise_generator" not in state:
+            raise PrivacyError("this state comes from an engine with a secure noise source, which has no seeded state to restore")
         self._noise.set_state(state["noise_generator"])
