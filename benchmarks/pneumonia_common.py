@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shlex
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from privmed.data import load
 from privmed.data.dataset import ImageDataset
 from privmed.fileio import write_json_atomic, write_text_atomic
 from privmed.methods.flow_training import FlowTrainer, TrainedFlow, load_trained_flow
@@ -32,18 +34,9 @@ def command_line() -> str:
     return shlex.join([Path(sys.executable).name, *sys.argv]).replace(str(REPO) + "/", "")
 
 
-def load_pneumonia(path: Path) -> tuple[ImageDataset, ImageDataset]:
-    """PneumoniaMNIST train (4708) and test (624) splits, uint8 / 255, in file order; label 1 = pneumonia."""
-    arrays = np.load(path)
-
-    def split(name: str) -> ImageDataset:
-        images = arrays[f"{name}_images"][:, None].astype(np.float32) / 255.0
-        ids = [f"pneumoniamnist:{name}:{i}" for i in range(images.shape[0])]
-        labels = arrays[f"{name}_labels"].reshape(-1).astype(np.int64)
-        return ImageDataset(images=images, subjects=ids, sources=ids, labels=labels, class_names=("normal", "pneumonia"),
-                            name=f"pneumoniamnist:{name}", subjects_known=False)
-
-    return split("train"), split("test")
+def load_pneumonia(path: str | Path) -> tuple[ImageDataset, ImageDataset]:
+    """PneumoniaMNIST train (4708) and test (624) splits through the data layer; label 1 = pneumonia."""
+    return load(f"{path}:train"), load(f"{path}:test")
 
 
 def public_private_split(train: ImageDataset, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
@@ -68,10 +61,19 @@ def flow_training_set(name: str, public: ImageDataset) -> ImageDataset:
 
 
 def ensure_flow(name: str, flow: InvertibleFlow, data: ImageDataset, epochs: int, seed: int = 0) -> TrainedFlow:
-    """Train ``flow`` on ``data`` into benchmarks/runs/NAME (resuming a partial run), or load it if done."""
+    """Train ``flow`` on ``data`` into benchmarks/runs/NAME (resuming a partial run), or load it if done.
+
+    An existing run is reused only if its architecture, training-set size and seed are the ones asked for.
+    """
     run = RunDirectory(RUNS_DIR / name)
-    config = {"flow": flow.config, "data": data.name, "records": len(data), "epochs": epochs, "seed": seed}
-    checkpoint = run.load_checkpoint() if run.config_path.exists() else None
+    config = json.loads(json.dumps({"flow": flow.config, "data": data.name, "records": len(data), "epochs": epochs, "seed": seed}))
+    checkpoint = None
+    if run.config_path.exists():
+        stored = run.read_config()
+        for key in ("flow", "records", "seed"):
+            if stored.get(key) != config[key]:
+                raise SystemExit(f"{run.path} holds a {name} flow with {key}={stored.get(key)}, not {config[key]}: delete it")
+        checkpoint = run.load_checkpoint()
     if checkpoint is not None and int(checkpoint["epoch"]) >= epochs:
         return load_trained_flow(run.path)
     run.create(config, resume=run.config_path.exists())
@@ -107,6 +109,7 @@ class ResultsFile:
                 "command": command_line(),
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU shared with other jobs",
+                "load_average": round(os.getloadavg()[0], 2),
                 "torch": torch.__version__,
             }
         )
@@ -122,7 +125,8 @@ class ResultsFile:
         write_json_atomic(self.stem.with_suffix(".json"), {"title": self.title, "runs": self.runs, "notes": self.notes, "rows": self.rows})
         lines = [f"# {self.title}", ""]
         for index, run in enumerate(self.runs):
-            lines.append(f"- run {index}, {run['started']}: `{run['command']}` ({run['machine']}; torch {run['torch']})")
+            load = f"; load average {run['load_average']} at start" if "load_average" in run else ""
+            lines.append(f"- run {index}, {run['started']}: `{run['command']}` ({run['machine']}{load}; torch {run['torch']})")
         lines += ["", "| " + " | ".join(header for _, header in self.columns) + " |", "|" + "---|" * len(self.columns)]
         for row in self.rows:
             lines.append("| " + " | ".join(_cell(row.get(name)) for name, _ in self.columns) + " |")

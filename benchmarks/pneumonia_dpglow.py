@@ -63,7 +63,9 @@ def _flow(name: str) -> TrainedFlow:
     return load_trained_flow(RUNS_DIR / name)
 
 
-def privatizers(budgets: list[float], pixels: int, mixture: TrainedFlow, cinn: TrainedFlow | None) -> Iterator[tuple[str, float, PrivatizingMethod]]:
+def privatizers(
+    budgets: list[float], pixels: int, mixture: TrainedFlow, cinn: TrainedFlow | None
+) -> Iterator[tuple[str, float, PrivatizingMethod]]:
     """(method, per-pixel b, fitted privatizer at epsilon = b * pixels) for every method and budget."""
     for per_pixel in budgets:
         epsilon = per_pixel * pixels

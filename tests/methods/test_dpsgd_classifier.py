@@ -7,6 +7,7 @@ import pytest
 
 from privmed.data import load
 from privmed.errors import NotFittedError, PrivacyError, PrivmedError
+from privmed.evaluate.classifier import class_scores, roc_auc
 from privmed.methods.dpsgd_classifier import DPSGDClassifier
 from privmed.privacy.calibration import default_delta, dpsgd_epsilon
 from privmed.privacy.report import DPSGD_MECHANISM
@@ -32,6 +33,16 @@ def test_reported_epsilon_is_the_accountants_and_within_target(phantom_train) ->
     probabilities = method.predict_proba(phantom_train.subset(np.arange(10)))
     assert probabilities.shape == (10, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_a_tiny_classifier_at_a_large_epsilon_learns_the_phantom_task() -> None:
+    """The default recipe (Adam 1e-2, clipping 1) learns the task, not just the class prior, and returns a plain module."""
+    train, test = load("phantom-classes:train"), load("phantom-classes:test")
+    method = DPSGDClassifier(20.0, epochs=5, batch_size=64, seed=0).fit(train)
+    assert method.privacy_report().epsilon <= 20.0
+    auc = roc_auc(test.labels, class_scores(method.predict_proba(test)))
+    assert auc > 0.7, f"DP-SGD classifier at epsilon 20 did not learn the phantom task (test AUC {auc:.3f})"
+    assert all(p.requires_grad for p in method.network_.parameters()), "the engine must hand the parameters back after training"
 
 
 def test_invalid_privacy_parameters_are_refused(phantom_train) -> None:

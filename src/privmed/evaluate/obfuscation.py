@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import nn
 from privmed.data.dataset import ImageDataset
 from privmed.errors import PrivmedError
 from privmed.evaluate.classifier import EpochCallback, predict_proba, roc_auc, train_classifier
+from privmed.fileio import write_atomic
 from privmed.methods.base import PrivatizingMethod
 
 logger = logging.getLogger(__name__)
@@ -163,3 +165,36 @@ def obfuscation_curve(
         logger.info("%s: %s detected in %.1f%% of images", name, feature, 100 * found.detection_rate)
         points.append(ObfuscationPoint(name, feature, float(report.epsilon), report.unit, **found.to_dict()))
     return points
+
+
+def save_obfuscation_plot(path: str | Path, points: Iterable[ObfuscationPoint], title: str = "") -> Path:
+    """Detection rate (solid) and false-alarm rate (dashed) against epsilon per method, as a PNG.
+
+    The untouched images (method "none") are drawn as a horizontal line; epsilon is on a log axis.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = list(points)
+    figure, axes = plt.subplots(figsize=(5.5, 4.0), dpi=120)
+    for point in points:
+        if point.method == "none":
+            axes.axhline(point.detection_rate, color="grey", linestyle=":", linewidth=1.0, label="no privatization")
+    methods = dict.fromkeys(point.method for point in points if point.method != "none")
+    for method in methods:
+        curve = sorted((p for p in points if p.method == method), key=lambda p: p.epsilon)
+        epsilons = [p.epsilon for p in curve]
+        (line,) = axes.plot(epsilons, [p.detection_rate for p in curve], marker="o", label=f"{method}: detection")
+        false_alarms = [p.false_alarm_rate for p in curve]
+        axes.plot(epsilons, false_alarms, marker="x", linestyle="--", color=line.get_color(), label=f"{method}: false alarms")
+    if methods:
+        axes.set_xscale("log")
+    axes.set(xlabel="epsilon per image", ylabel="rate", ylim=(-0.02, 1.02), title=title)
+    axes.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    try:
+        return write_atomic(path, lambda tmp: figure.savefig(tmp, format="png"))
+    finally:
+        plt.close(figure)
