@@ -7,7 +7,9 @@ import logging
 import typer
 
 from privmed import __version__
-from privmed.cli import acgan, attacks, budget, data, demo, dpwgan, evaluate_classifier, evaluate_segmentation, flows, generate
+from privmed.cli import acgan, attacks, budget, data, demo, dpwgan, evaluate_classifier, evaluate_flows, evaluate_segmentation, flows, generate
+from privmed.cli import sweep
+from privmed.cli import report
 from privmed.cli._common import PrivmedGroup
 
 app = typer.Typer(
@@ -49,6 +51,8 @@ app.command("demo")(demo.demo)
 app.command("generate")(generate.generate)
 app.command("morph")(acgan.morph)
 app.command("audit")(attacks.audit)
+app.command("report")(report.report)
+app.command("sweep")(sweep.sweep)
 
 train_app.command("dpwgan")(dpwgan.train)
 train_app.command("acgan")(acgan.train)
@@ -63,5 +67,6 @@ evaluate_app.command("fidelity")(evaluate_segmentation.fidelity)
 evaluate_app.command("table")(evaluate_segmentation.table)
 evaluate_app.command("classifier")(evaluate_classifier.classifier)
 evaluate_app.command("detection")(evaluate_classifier.detection)
+evaluate_app.command("obfuscation")(evaluate_flows.obfuscation)
 evaluate_app.command("diversity")(attacks.diversity)
 evaluate_app.command("attack")(attacks.attack)
