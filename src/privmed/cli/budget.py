@@ -19,7 +19,6 @@ from privmed.privacy.calibration import (
     steps_for_epochs,
 )
 from privmed.privacy.ledger import BudgetLedger
-from privmed.privacy.mechanisms import laplace_scale
 from privmed.privacy.report import DPSGD_MECHANISM, LAPLACE_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit
 
@@ -123,6 +122,8 @@ def _laplace_budget(
         raise PrivacyError("a Laplace budget needs both --laplace-sensitivity and --epsilon")
     if noise_multiplier is not None or target_epsilon is not None:
         raise PrivacyError("--laplace-sensitivity/--epsilon (Laplace) cannot be combined with DP-SGD options")
+    from privmed.privacy.mechanisms import laplace_scale  # loads torch: only when asked
+
     epsilon = check_epsilon(epsilon)
     scale = laplace_scale(sensitivity, epsilon)
     report = PrivacyReport(

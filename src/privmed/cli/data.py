@@ -6,7 +6,6 @@ import typer
 from rich.table import Table
 
 from privmed.cli._common import PrivmedGroup, console, print_json
-from privmed.data import load_splits
 
 app = typer.Typer(cls=PrivmedGroup, no_args_is_help=True, help="Inspect datasets: what privmed reads from a file, folder or phantom.")
 
@@ -21,6 +20,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
 ) -> None:
     """Show, per split, how many records, subjects and classes the dataset holds and what comes with them."""
+    from privmed.data import load_splits
+
     splits = load_splits(ref)
     if as_json:
         print_json({"ref": ref, "splits": {name: data.summary() for name, data in splits.items()}})

@@ -10,11 +10,9 @@ from rich.table import Table
 
 from privmed.cli._common import console, print_json
 from privmed.errors import PrivmedError
-from privmed.evaluate.classifier import evaluate_classifier, write_classifier_report
-from privmed.evaluate.likelihood import detection_auc
 from privmed.fileio import write_json_atomic
 from privmed.privacy.report import PrivacyReport
-from privmed.models.classifiers import CLASSIFIER_NAMES
+from privmed.models import CLASSIFIER_NAMES
 
 
 def release_privacy(ref: str) -> PrivacyReport | None:
@@ -48,6 +46,7 @@ def classifier(
     if (out / "metrics.json").exists():
         raise PrivmedError(f"{out} already holds a metrics.json: choose another --out")
     from privmed.data import load
+    from privmed.evaluate.classifier import evaluate_classifier, write_classifier_report
 
     train_data, test_data = load(train), load(test)
     with Progress(
@@ -107,6 +106,7 @@ def detection(
     Score: log p(x | normal flow) - log p(x | mixture flow), the log posterior of "normal" up to a constant. Run it on privatized images to see how much pathology a release keeps.
     """
     from privmed.data import load
+    from privmed.evaluate.likelihood import detection_auc
     from privmed.methods.flow_training import load_trained_flow
 
     if (out / "metrics.json").exists():

@@ -12,8 +12,8 @@ from opacus.validators import ModuleValidator
 from torch import Tensor, nn
 
 from privmed.errors import PrivmedError
+from privmed.models import CLASSIFIER_NAMES
 
-CLASSIFIER_NAMES = ("cnn", "resnet18")
 
 
 def _groups(channels: int, preferred: int) -> int:

@@ -1,54 +1,52 @@
-"""Differential privacy for privmed: units, accounting, calibration, mechanisms, reports, budget ledger."""
+"""Differential privacy for privmed: units, accounting, calibration, mechanisms, reports, budget ledger.
 
-from privmed.privacy.accountants import (
-    LaplaceAccountant,
-    PRVAccountant,
-    PrivacyAccountant,
-    RDPAccountant,
-    make_accountant,
-)
-from privmed.privacy.calibration import (
-    check_delta,
-    check_epsilon,
-    check_noise_multiplier,
-    check_sample_rate,
-    check_steps,
-    default_delta,
-    dpsgd_epsilon,
-    dpsgd_noise_multiplier,
-    dpsgd_steps_for,
-    steps_for_epochs,
-)
-from privmed.privacy.group import group_privacy, group_privacy_report
-from privmed.privacy.ledger import BudgetLedger, dataset_key
-from privmed.privacy.mechanisms import LaplaceMechanism, laplace_scale
-from privmed.privacy.report import DPSGD_MECHANISM, LAPLACE_MECHANISM, PrivacyReport
-from privmed.privacy.units import PrivacyUnit
+The public names below are imported on first use (PEP 562), so that ``import privmed.privacy.units`` or the CLI's
+``--help`` does not load torch, Opacus and dp-accounting.
+"""
 
-__all__ = [
-    "DPSGD_MECHANISM",
-    "LAPLACE_MECHANISM",
-    "BudgetLedger",
-    "LaplaceAccountant",
-    "LaplaceMechanism",
-    "PRVAccountant",
-    "PrivacyAccountant",
-    "PrivacyReport",
-    "PrivacyUnit",
-    "RDPAccountant",
-    "check_delta",
-    "check_epsilon",
-    "check_noise_multiplier",
-    "check_sample_rate",
-    "check_steps",
-    "dataset_key",
-    "default_delta",
-    "dpsgd_epsilon",
-    "dpsgd_noise_multiplier",
-    "dpsgd_steps_for",
-    "group_privacy",
-    "group_privacy_report",
-    "laplace_scale",
-    "make_accountant",
-    "steps_for_epochs",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BudgetLedger": "privmed.privacy.ledger",
+    "DPSGD_MECHANISM": "privmed.privacy.report",
+    "LAPLACE_MECHANISM": "privmed.privacy.report",
+    "LaplaceAccountant": "privmed.privacy.accountants",
+    "LaplaceMechanism": "privmed.privacy.mechanisms",
+    "PRVAccountant": "privmed.privacy.accountants",
+    "PrivacyAccountant": "privmed.privacy.accountants",
+    "PrivacyReport": "privmed.privacy.report",
+    "PrivacyUnit": "privmed.privacy.units",
+    "RDPAccountant": "privmed.privacy.accountants",
+    "check_delta": "privmed.privacy.calibration",
+    "check_epsilon": "privmed.privacy.calibration",
+    "check_noise_multiplier": "privmed.privacy.calibration",
+    "check_sample_rate": "privmed.privacy.calibration",
+    "check_steps": "privmed.privacy.calibration",
+    "dataset_key": "privmed.privacy.ledger",
+    "default_delta": "privmed.privacy.calibration",
+    "dpsgd_epsilon": "privmed.privacy.calibration",
+    "dpsgd_noise_multiplier": "privmed.privacy.calibration",
+    "dpsgd_steps_for": "privmed.privacy.calibration",
+    "group_privacy": "privmed.privacy.group",
+    "group_privacy_report": "privmed.privacy.group",
+    "laplace_scale": "privmed.privacy.mechanisms",
+    "make_accountant": "privmed.privacy.accountants",
+    "steps_for_epochs": "privmed.privacy.calibration",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
