@@ -210,6 +210,20 @@ def test_noise_has_the_calibrated_std_and_is_reproducible_from_seed() -> None:
     assert not torch.equal(other[0], grads[0])
 
 
+def test_noise_streams_give_the_same_draws_on_one_thread_or_several() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, serial = noise_only(seed=5)
+        torch.set_num_threads(2)
+        _, concurrent = noise_only(seed=5)
+    finally:
+        torch.set_num_threads(threads)
+    assert_close_lists(concurrent, serial, tol=0)
+    halves = torch.cat([g.flatten() for g in serial]).tensor_split(2)
+    assert not torch.equal(halves[0][:100], halves[1][:100])  # independent streams, not one stream twice
+
+
 def test_noise_state_round_trip_resumes_the_same_draws() -> None:
     model = nn.Linear(4, 2)
     engine = DPGradient(model, max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_units=2.0, seed=3)

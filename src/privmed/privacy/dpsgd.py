@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -54,6 +55,25 @@ NORM_STRATEGIES: tuple[str, ...] = ("auto", "ghost", "materialize")
 
 # Per-row weight gradients larger than this (all rows of one layer together) are never materialized.
 MAX_MATERIALIZED_BYTES = 512 * 2**20
+
+# The seeded Gaussian noise is drawn in this many independent streams, filled concurrently: torch's CPU
+# normal_ runs on one thread, and on a 2-core CPU one noise draw is ~10% of a 64x64 critic step. The count
+# is fixed (not the thread count) so that a seed gives the same noise on any machine.
+NOISE_STREAMS = 2
+_noise_workers: ThreadPoolExecutor | None = None
+
+
+def _fill_gaussian(chunks: list[Tensor], generators: list[torch.Generator], std: float) -> None:
+    """``chunk.normal_(0, std, generator)`` for each pair, concurrently when torch may use several threads."""
+    global _noise_workers
+    if torch.get_num_threads() < 2 or chunks[0].device.type != "cpu":
+        for chunk, generator in zip(chunks, generators):
+            chunk.normal_(0.0, std, generator=generator)
+        return
+    if _noise_workers is None:
+        _noise_workers = ThreadPoolExecutor(max_workers=NOISE_STREAMS, thread_name_prefix="privmed-noise")
+    for future in [_noise_workers.submit(chunk.normal_, 0.0, std, generator=generator) for chunk, generator in zip(chunks, generators)]:
+        future.result()
 
 _SUPPORTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.GroupNorm, nn.LayerNorm, _InstanceNorm, nn.Embedding)
 
@@ -434,8 +454,11 @@ class DPGradient:
         self.secure_rng = secure_rng
         self.reducer = reducer
         self._secure_noise = SecureNoise() if secure_rng else None
-        self._noise = torch.Generator(device=device)
-        self._noise.manual_seed(secrets.randbits(63) if seed is None else seed)
+        stream_seeds = torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
+        self._noise = [
+            torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=stream_seeds)))
+            for _ in range(NOISE_STREAMS)
+        ]
         for parameter in self.parameters:
             parameter.requires_grad_(False)
         self._capturing = False
@@ -518,12 +541,13 @@ class DPGradient:
         row_weights[layout.private.index] = factors[layout.unit_of_row] / self.expected_batch_units
         noise_std = self.noise_multiplier * self.max_grad_norm / self.expected_batch_units
         draws_noise = self.reducer is None or self.reducer.is_main
+        noises = self._gaussian(noise_std) if draws_noise else None
         grads = []
         for owned, gradient in zip(self._layers, layer_gradients):
             values = gradient.gradients(row_weights.to(self._dtype(owned))) if gradient is not None else {}
             for name, parameter in owned.parameters.items():
-                if draws_noise:
-                    grad = self._gaussian(parameter, noise_std)
+                if noises is not None:
+                    grad = noises[len(grads)]
                     grads.append(grad.add_(values[name]) if name in values else grad)
                 else:
                     grads.append(values[name].reshape(parameter.shape) if name in values else torch.zeros_like(parameter))
@@ -537,12 +561,25 @@ class DPGradient:
             mean_norm=float(norms.mean()) if layout.n_units else 0.0,
         )
 
-    def _gaussian(self, parameter: Tensor, std: float) -> Tensor:
-        """N(0, std^2) noise shaped like ``parameter``, from the secure source or the seeded generator."""
+    def _gaussian(self, std: float) -> list[Tensor]:
+        """N(0, std^2) noise for every owned parameter, in ``self.parameters`` order.
+
+        From the secure source, or from the seeded streams: one buffer per dtype and device, cut into
+        ``NOISE_STREAMS`` pieces filled concurrently, of which each parameter's noise is a view.
+        """
         if self._secure_noise is not None:
-            return self._secure_noise.gaussian(parameter.shape, std, dtype=parameter.dtype, device=parameter.device)
-        noise = torch.randn(parameter.shape, generator=self._noise, device=parameter.device, dtype=parameter.dtype)
-        return noise.mul_(std)
+            return [self._secure_noise.gaussian(p.shape, std, dtype=p.dtype, device=p.device) for p in self.parameters]
+        noises: list[Tensor | None] = [None] * len(self.parameters)
+        groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+        for index, parameter in enumerate(self.parameters):
+            groups.setdefault((parameter.dtype, parameter.device), []).append(index)
+        for (dtype, device), indices in groups.items():
+            flat = torch.empty(sum(self.parameters[i].numel() for i in indices), dtype=dtype, device=device)
+            _fill_gaussian(list(flat.tensor_split(NOISE_STREAMS)), self._noise, std)
+            pieces = flat.split([self.parameters[i].numel() for i in indices])
+            for index, piece in zip(indices, pieces):
+                noises[index] = piece.view(self.parameters[index].shape)
+        return noises
 
     @staticmethod
     def _dtype(owned: _OwnedLayer) -> torch.dtype:
@@ -573,12 +610,13 @@ class DPGradient:
 
         A secure noise source has no state to save: a resumed run continues with fresh secure noise.
         """
-        return {"secure_rng": True} if self.secure_rng else {"noise_generator": self._noise.get_state()}
+        return {"secure_rng": True} if self.secure_rng else {"noise_generators": [g.get_state() for g in self._noise]}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the noise generator from :meth:`state_dict` (nothing to restore for a secure source)."""
         if self.secure_rng:
             return
-        if "noise_generator" not in state:
+        if "noise_generators" not in state:
             raise PrivacyError("this state comes from an engine with a secure noise source, which has no seeded state to restore")
-        self._noise.set_state(state["noise_generator"])
+        for generator, generator_state in zip(self._noise, state["noise_generators"], strict=True):
+            generator.set_state(generator_state)
