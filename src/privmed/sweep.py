@@ -355,22 +355,14 @@ def _release_id(cell: Path, stale_release: bool) -> str:
 
 def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Path, privacy_path: Path, data_path: Path) -> ImageDataset:
     """Reserve, privatize, write data.npz and privacy.json, settle: the steps of ``privmed privatize``."""
-    from privmed.data import save
-    from privmed.privacy.ledger import BudgetLedger, dataset_key
-    from privmed.privacy.units import PrivacyUnit
+    from privmed.methods.local_dp import release
 
     method = _privatizer(config, epsilon, data)
-    method.check_data(data)
-    key = dataset_key(data)
-    unit = PrivacyUnit.IMAGE if data.record_kind == "image" else PrivacyUnit.RECORD
     release_id = _release_id(cell, stale_release=data_path.exists())
-    ledger = BudgetLedger()
-    ledger.reserve(key, release_id, method.release_epsilon, 0.0, unit, f"sweep {config.method} epsilon={epsilon:g} cell={cell}")
-    privatized = method.privatize(data)
-    report = method.privacy_report()
-    save(privatized, data_path, format="npz", overwrite=True)
-    report.to_json(privacy_path)
-    ledger.settle(release_id, report.epsilon)
+    privatized, _, _ = release(
+        method, data, data_path, privacy_path, release_id=release_id,
+        description=f"sweep {config.method} epsilon={epsilon:g} cell={cell}", overwrite=True,
+    )
     return privatized
 
 

@@ -133,31 +133,25 @@ def _train_flow(
 
 def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output_format: OutputFormat, seed: int | None, trained: TrainedFlow | None, description: str) -> None:
     """Reserve the budget, privatize, write data and privacy.json, settle, print the guarantee."""
-    from privmed.data import save
-    from privmed.privacy.ledger import BudgetLedger, dataset_key
-    from privmed.privacy.units import PrivacyUnit
+    from privmed.methods.local_dp import release
+    from privmed.privacy.ledger import dataset_key
 
     privacy_path = out / "privacy.json"
     if privacy_path.exists():
         raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
     method.check_data(dataset)
-    key = dataset_key(dataset)
-    if trained is not None and trained.data_key == key:
+    if trained is not None and trained.data_key == dataset_key(dataset):
         err_console.print(
             f"[bold yellow]warning:[/bold yellow] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
             highlight=False,
         )
-    unit = PrivacyUnit.IMAGE if dataset.record_kind == "image" else PrivacyUnit.RECORD
-    ledger = BudgetLedger()
-    release_id = f"{method.method_name}-{uuid.uuid4().hex[:12]}"
-    ledger.reserve(key, release_id, method.release_epsilon, 0.0, unit, description)
-    with console.status(f"privatizing {len(dataset)} images with {method.method_name}"):
-        privatized = method.privatize(dataset, seed=seed)
-    report = method.privacy_report()
     out.mkdir(parents=True, exist_ok=True)
-    data_path = save(privatized, out / f"data.{output_format.value}" if output_format is OutputFormat.npz else out / "images", format=output_format.value)
-    report.to_json(privacy_path)
-    ledger.settle(release_id, report.epsilon)
+    target = out / f"data.{output_format.value}" if output_format is OutputFormat.npz else out / "images"
+    with console.status(f"privatizing {len(dataset)} images with {method.method_name}"):
+        _, report, data_path = release(
+            method, dataset, target, privacy_path, release_id=f"{method.method_name}-{uuid.uuid4().hex[:12]}",
+            description=description, output_format=output_format.value, seed=seed,
+        )
     _print_report(report.to_dict(), data_path, privacy_path)
 
 
