@@ -71,11 +71,30 @@ def test_audit_finds_memorization_and_respects_pixel_ldp(tmp_path: Path) -> None
     assert audited["claimed_epsilon"] == 1.0 and audited["consistent"] is True
 
 
+def test_audit_of_a_dp_acgan_scores_its_mislabelled_canaries_with_the_discriminator(tmp_path: Path) -> None:
+    options = {"max_steps": 3, "batch_size": 16, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16}
+    config = tmp_path / "acgan.json"
+    config.write_text(json.dumps({"method": "acgan", "epsilon": 2.0, "data": "phantom-classes:test", "canaries": 40, "options": options,
+                                  "run_dir": str(tmp_path / "runs")}))
+    result = runner.invoke(app, ["audit", str(config)])
+    assert result.exit_code == 0, result.output
+    audited = json.loads((tmp_path / "audit.json").read_text())
+    claim = PrivacyReport.from_json(tmp_path / "runs" / "run-0" / "privacy.json")
+    assert audited["score"] == "model" and audited["canaries"] == 40 and audited["guesses"] == 20
+    assert audited["claimed_epsilon"] == pytest.approx(claim.epsilon) and audited["delta"] == pytest.approx(claim.delta)
+    assert audited["epsilon_lower_bound"] <= audited["claimed_epsilon"] and audited["consistent"] is True
+    assert claim.n_units == 256 - 40 + audited["included"]  # canaries are cut from the data, half of them put back
+
+
 def test_audit_refuses_a_bad_configuration(tmp_path: Path) -> None:
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"method": "teleport", "data": "phantom-classes:test"}))
     result = runner.invoke(app, ["audit", str(config)])
     assert result.exit_code == 1 and "cannot audit method" in result.output
+    assert not (tmp_path / "audit.json").exists()
+    config.write_text(json.dumps({"method": "acgan", "epsilon": 1.0, "data": "phantom-classes:test", "options": {"max_step": 3}}))
+    result = runner.invoke(app, ["audit", str(config)])
+    assert result.exit_code == 1 and "unknown AC-GAN option" in result.output
     assert not (tmp_path / "audit.json").exists()
 
 

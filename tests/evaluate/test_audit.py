@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +16,18 @@ from privmed.data import load
 from privmed.errors import PrivmedError
 from privmed.evaluate.audit import (
     AuditableMethod,
+    ModelScoreAudit,
     ReleaseAudit,
     audit_from_scores,
     auditable_from_config,
     epsilon_lower_bound,
+    insert_canaries,
     make_canaries,
     one_run_audit,
     one_run_p_value,
 )
 from privmed.methods.pixel_ldp import PixelLDP
+from privmed.privacy.report import PrivacyReport
 
 
 def test_p_value_is_the_binomial_tail_without_delta() -> None:
@@ -129,3 +136,81 @@ def test_dpwgan_wires_into_the_audit_through_its_release() -> None:
     report = method.last_method.privacy_report()
     assert result.claimed_epsilon == pytest.approx(report.epsilon) and result.delta == pytest.approx(report.delta)
     assert result.epsilon_lower_bound <= result.claimed_epsilon
+
+
+TINY_ACGAN = {"max_steps": 4, "batch_size": 16, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16}
+
+
+def test_mislabelled_canaries_carry_another_class() -> None:
+    pool = load("phantom-classes:test", n=40)
+    canaries = make_canaries(pool, 30, seed=2, mislabel=True)
+    kept = make_canaries(pool, 30, seed=2)
+    np.testing.assert_array_equal(canaries.images, kept.images)  # same images and marks, only the class differs
+    assert (canaries.labels == 1 - kept.labels).all()  # two classes: "another class" is the other one
+    with pytest.raises(PrivmedError, match="two classes"):
+        make_canaries(load("phantom:train", n=4, size=32), 3, mislabel=True)
+
+
+def test_canaries_go_in_by_a_fair_coin() -> None:
+    data, canaries = load("phantom-classes:train", n=10), make_canaries(load("phantom-classes:test", n=400), 400, seed=0)
+    training, included = insert_canaries(data, canaries, np.random.default_rng(0))
+    assert len(training) == 10 + included.sum()
+    np.testing.assert_array_equal(training.images[10:], canaries.images[included])
+    assert abs(included.mean() - 0.5) < 0.1
+
+
+def test_acgan_audit_by_its_discriminator_stays_under_the_claim_of_its_run(tmp_path: Path) -> None:
+    """A short DP AC-GAN: the canaries are scored by its discriminator; the claim comes from the run's privacy.json."""
+    data = load("phantom-classes:train", n=64)
+    canaries = make_canaries(load("phantom-classes:test", n=40), 40, seed=1, mislabel=True)
+    method = auditable_from_config({"method": "acgan", "epsilon": 2.0, "options": TINY_ACGAN}, run_root=tmp_path)
+    assert isinstance(method, ModelScoreAudit)
+    result = one_run_audit(method, data, canaries, k_plus=10, k_minus=10, seed=0)
+    written = PrivacyReport.from_json(tmp_path / "run-0" / "privacy.json")
+    assert written.n_units == 64 + result.included  # the audited run trained on the data plus the included canaries
+    assert result.claimed_epsilon == pytest.approx(written.epsilon) and written.epsilon <= 2.0
+    assert result.delta == pytest.approx(written.delta)
+    assert result.epsilon_lower_bound <= result.claimed_epsilon and result.consistent is True
+
+
+def test_model_score_audit_catches_a_model_that_remembers_its_training_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in method whose 'model' is its training images: the audit pairs model scores with the coin flips."""
+    module = types.ModuleType("privmed.methods.remembering_standin")
+
+    def score_members(model_dir: Path, data) -> np.ndarray:
+        known = np.load(model_dir / "seen.npy")
+        return -np.min(np.linalg.norm(data.images.reshape(len(data), 1, -1) - known[None], axis=2), axis=1)
+
+    module.score_members = score_members
+    monkeypatch.setitem(sys.modules, "privmed.methods.remembering_standin", module)
+
+    class Remembering:
+        def __init__(self, run_dir: Path) -> None:
+            self.run_dir = run_dir
+
+        def fit(self, data) -> None:
+            self.run_dir.mkdir(parents=True)
+            (self.run_dir / "config.json").write_text(json.dumps({"method": "remembering-standin"}))
+            np.save(self.run_dir / "seen.npy", data.images.reshape(len(data), -1))
+
+    data, canaries = load("phantom-classes:train", n=40), make_canaries(load("phantom-classes:test", n=80), 80, seed=1)
+    result = one_run_audit(ModelScoreAudit(Remembering, tmp_path), data, canaries, k_plus=20, k_minus=20, seed=0)
+    assert result.correct == result.guesses == 40 and result.epsilon_lower_bound > 2.0
+    assert result.claimed_epsilon is None
+
+
+def test_acgan_audit_configuration_is_checked(tmp_path: Path) -> None:
+    assert isinstance(auditable_from_config({"method": "acgan", "epsilon": "inf", "score": "release"}), ReleaseAudit)
+    with pytest.raises(PrivmedError, match="needs an 'epsilon'"):
+        auditable_from_config({"method": "acgan"}, run_root=tmp_path)
+    with pytest.raises(PrivmedError, match="unknown AC-GAN option"):
+        auditable_from_config({"method": "acgan", "epsilon": 1.0, "options": {"wings": 2}}, run_root=tmp_path)
+    with pytest.raises(PrivmedError, match="run_dir"):
+        auditable_from_config({"method": "acgan", "epsilon": 1.0, "options": {"run_dir": "x"}}, run_root=tmp_path)
+    with pytest.raises(PrivmedError, match="unknown audit score"):
+        auditable_from_config({"method": "acgan", "epsilon": 1.0, "score": "vibes"}, run_root=tmp_path)
+    with pytest.raises(PrivmedError, match="folder for its training runs"):
+        auditable_from_config({"method": "acgan", "epsilon": 1.0})
+    (tmp_path / "run-0").mkdir()
+    with pytest.raises(PrivmedError, match="exists"):
+        auditable_from_config({"method": "acgan", "epsilon": 1.0}, run_root=tmp_path).train_with(load("phantom-classes:test", n=8), seed=0)

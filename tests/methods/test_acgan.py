@@ -1,4 +1,5 @@
-"""AC-GAN: samples carry the requested class, accounting matches the calibration, exact resume, refusals."""
+"""AC-GAN: samples carry the requested class, accounting matches the calibration, exact resume, refusals,
+the class head learns from real rows only, and the discriminator's membership score."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from torch import nn
 from privmed.data import load
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivacyError, PrivmedError
+from privmed.evaluate.attacks import load_member_scorer, model_scores
 from privmed.evaluate.classifier import predict_proba, train_classifier
 from privmed.methods import acgan
-from privmed.methods.acgan import ACGAN
+from privmed.methods.acgan import ACGAN, load_discriminator, score_members
+from privmed.methods.training import PrivateGradient, plan_training
+from privmed.models.acgan import ACDiscriminator, ConditionalGenerator
 from privmed.privacy.calibration import default_delta, dpsgd_epsilon
 
 # Tiny networks: 8 channels at the widest level's base, a 16-d latent.
@@ -39,12 +43,25 @@ def phantom() -> ImageDataset:
     return load("phantom-classes:train")
 
 
-def test_conditional_samples_carry_the_requested_class_for_a_classifier_trained_on_real_data(phantom: ImageDataset) -> None:
+@pytest.fixture(scope="module")
+def trained_run(phantom: ImageDataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[ACGAN, Path]:
+    """A tiny non-private AC-GAN trained on the marked-class phantom long enough to learn the classes.
+
+    150 steps: with the class head learning from real rows only, 100 steps left one class half learnt.
+    """
+    run_dir = tmp_path_factory.mktemp("acgan") / "run"
+    model = ACGAN(float("inf"), max_steps=150, learning_rate=2e-3, run_dir=run_dir, **{**TINY, "batch_size": 32}).fit(with_marked_class(phantom))
+    return model, run_dir
+
+
+def test_conditional_samples_carry_the_requested_class_for_a_classifier_trained_on_real_data(
+    phantom: ImageDataset, trained_run: tuple[ACGAN, Path]
+) -> None:
     train = with_marked_class(phantom)
     test = with_marked_class(load("phantom-classes:test"))
     judge = train_classifier(train, epochs=2, seed=0)
     assert (predict_proba(judge, test).argmax(1) == test.labels).mean() > 0.9
-    model = ACGAN(float("inf"), max_steps=100, learning_rate=2e-3, **{**TINY, "batch_size": 32}).fit(train)
+    model, _ = trained_run
     for wanted in (0, 1):
         samples = model.sample(100, seed=1, class_label=wanted)
         assert np.all(samples.labels == wanted)
@@ -128,3 +145,54 @@ def test_a_discriminator_with_batchnorm_is_refused(phantom: ImageDataset, monkey
     monkeypatch.setattr(acgan, "ACDiscriminator", BatchNormDiscriminator)
     with pytest.raises(PrivacyError, match="BatchNorm"):
         ACGAN(1.0, max_steps=1, **TINY).fit(phantom)
+
+
+def _discriminator_change_after_a_step_on_generated_rows_only(class_loss_on_generated: bool) -> dict[str, bool]:
+    """Which discriminator parameters one non-private step changes when its Poisson batch holds no real row."""
+    torch.manual_seed(0)
+    generator, discriminator = ConditionalGenerator(2, 1, 28, latent_dim=16, base_channels=8), ACDiscriminator(2, 1, 28, base_channels=8)
+    task = acgan._ACGANTask(
+        generator, discriminator, torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), np.arange(4),
+        n_fake=8, learning_rate=1e-2, class_weight=1.0, class_loss_on_generated=class_loss_on_generated, seed=0,
+    )
+    plan = plan_training(target_epsilon=float("inf"), delta=0.1, unit="image", record_kind="image", n_units=4, batch_size=2, max_steps=1)
+    before = {name: tensor.clone() for name, tensor in discriminator.named_parameters()}
+    task.private_step(np.zeros(0, dtype=np.int64), 0, PrivateGradient(discriminator, plan, seed=0))
+    return {name: not torch.equal(before[name], tensor) for name, tensor in discriminator.named_parameters()}
+
+
+def test_generated_rows_train_the_real_fake_head_but_not_the_class_head() -> None:
+    changed = _discriminator_change_after_a_step_on_generated_rows_only(class_loss_on_generated=False)
+    assert changed["real_fake.weight"] and changed["features.0.weight"]
+    assert not changed["classes.weight"] and not changed["classes.bias"]
+    seed_behaviour = _discriminator_change_after_a_step_on_generated_rows_only(class_loss_on_generated=True)
+    assert seed_behaviour["classes.weight"] and seed_behaviour["classes.bias"]
+
+
+def test_the_privacy_report_says_where_the_class_head_learns(phantom: ImageDataset) -> None:
+    default = ACGAN(4.0, max_steps=1, **TINY).fit(phantom).privacy_report().notes
+    assert any("class head learns from real images only" in note for note in default)
+    seed_like = ACGAN(4.0, max_steps=1, class_loss_on_generated=True, **TINY).fit(phantom)
+    assert any("generated images too, as in seed 001" in note for note in seed_like.privacy_report().notes)
+    assert seed_like.get_params()["class_loss_on_generated"] is True
+
+
+def test_member_score_is_the_real_fake_logit_plus_the_class_log_probability(phantom: ImageDataset, trained_run: tuple[ACGAN, Path]) -> None:
+    _, run_dir = trained_run
+    data = with_marked_class(load("phantom-classes:test", n=64))
+    flipped = dataclasses.replace(data, labels=1 - data.labels)
+    assert load_member_scorer(run_dir) is score_members
+    with_labels, with_wrong_labels = model_scores(run_dir, data), score_members(run_dir, flipped)
+    without_labels = score_members(run_dir, data, use_labels=False)
+    np.testing.assert_array_equal(score_members(run_dir, flipped, use_labels=False), without_labels)
+    with torch.no_grad():
+        real_fake, class_logits = load_discriminator(run_dir)(torch.from_numpy(data.images))
+    np.testing.assert_allclose(without_labels, real_fake.numpy(), rtol=1e-6)
+    # Two classes: log p(true) - log p(flipped) is the class logit margin, and the trained class head gets most right.
+    margin = (class_logits[:, 1] - class_logits[:, 0]).numpy() * np.where(data.labels == 1, 1, -1)
+    np.testing.assert_allclose(with_labels - with_wrong_labels, margin, rtol=1e-4, atol=1e-4)
+    assert (with_labels > with_wrong_labels).mean() > 0.9
+    with pytest.raises(DataError, match="trained on"):
+        score_members(run_dir, load("phantom:train", n=2, size=32))
+    with pytest.raises(DataError, match="class labels"):
+        score_members(run_dir, dataclasses.replace(data, labels=data.labels + 2, class_names=None))

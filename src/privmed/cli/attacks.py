@@ -139,8 +139,10 @@ def audit(
 ) -> None:
     """Empirical lower bound on epsilon by one-run auditing (Steinke, Nasr & Jagielski 2023).
 
-    Marked canary images are each added to the training data with probability 1/2; after training, the release is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (pixel-ldp or memorize), epsilon (pixel-ldp), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (default: the method's own), confidence (0.95), seed (0).
+    Marked canary images are each added to the training data with probability 1/2; after training, the release (or the model) is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (acgan, pixel-ldp or memorize), epsilon (acgan, pixel-ldp; a number or "inf"), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), canary_side (side of the bright square, default a sixth of the image), mislabel (give each canary another class; default true for acgan), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (default: the method's own), confidence (0.95), seed (0). For acgan also: options (ACGAN keywords, e.g. {"max_steps": 2000, "batch_size": 64}), score ("model": the discriminator's score, default; "release": the nearest of "samples" released images), run_dir (keep the training runs there; default: a temporary folder).
     """
+    import tempfile
+
     from privmed.data import load
     from privmed.evaluate.audit import auditable_from_config, make_canaries, one_run_audit
 
@@ -153,26 +155,32 @@ def audit(
         raise PrivmedError(f"{config_path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict) or "data" not in config:
         raise PrivmedError(f"{config_path}: the audit configuration must be a JSON object with a 'data' reference")
-    method = auditable_from_config(config)
-    data = load(str(config["data"]))
-    n_canaries = int(config.get("canaries", 100))
-    seed = int(config.get("seed", 0))
-    if "canary_pool" in config:
-        canaries = make_canaries(load(str(config["canary_pool"])), n_canaries, seed=seed)
-    else:
-        if n_canaries >= len(data):
-            raise PrivmedError(f"{config['data']}: {len(data)} images cannot give {n_canaries} canaries and leave training data")
-        canaries = make_canaries(data.subset(range(n_canaries)), n_canaries, seed=seed)
-        data = data.subset(range(n_canaries, len(data)))
-    runs = int(config.get("runs", 1))
-    with _progress(as_json) as progress:
-        task = progress.add_task("training with canaries", total=runs)
-        result = one_run_audit(
-            method, data, canaries, k_plus=int(config["k_plus"]) if "k_plus" in config else None, k_minus=int(config["k_minus"]) if "k_minus" in config else None, runs=runs,
-            delta=float(config["delta"]) if "delta" in config else None, confidence=float(config.get("confidence", 0.95)), seed=seed,
-            on_run=lambda done, total: progress.update(task, completed=done),
-        )
+    method_name = str(config.get("method", "")).strip().lower()
+    with tempfile.TemporaryDirectory(prefix="privmed-audit-") as scratch:
+        method = auditable_from_config(config, run_root=Path(config["run_dir"]) if "run_dir" in config else Path(scratch))
+        data = load(str(config["data"]))
+        n_canaries = int(config.get("canaries", 100))
+        seed = int(config.get("seed", 0))
+        canary_options = {"seed": seed, "side": int(config["canary_side"]) if "canary_side" in config else None,
+                          "mislabel": bool(config.get("mislabel", method_name == "acgan"))}
+        if "canary_pool" in config:
+            canaries = make_canaries(load(str(config["canary_pool"])), n_canaries, **canary_options)
+        else:
+            if n_canaries >= len(data):
+                raise PrivmedError(f"{config['data']}: {len(data)} images cannot give {n_canaries} canaries and leave training data")
+            canaries = make_canaries(data.subset(range(n_canaries)), n_canaries, **canary_options)
+            data = data.subset(range(n_canaries, len(data)))
+        runs = int(config.get("runs", 1))
+        with _progress(as_json) as progress:
+            task = progress.add_task("training with canaries", total=runs)
+            result = one_run_audit(
+                method, data, canaries, k_plus=int(config["k_plus"]) if "k_plus" in config else None, k_minus=int(config["k_minus"]) if "k_minus" in config else None, runs=runs,
+                delta=float(config["delta"]) if "delta" in config else None, confidence=float(config.get("confidence", 0.95)), seed=seed,
+                on_run=lambda done, total: progress.update(task, completed=done),
+            )
     payload = {"method": config.get("method"), "data": config["data"], **result.to_dict()}
+    if method_name == "acgan":
+        payload["score"] = str(config.get("score", "model"))
     target = write_json_atomic((out or config_path.parent) / "audit.json", payload)
     if as_json:
         print_json(payload)

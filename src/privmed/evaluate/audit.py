@@ -13,7 +13,9 @@ rejected; the largest rejected epsilon is the lower bound. Several independent r
 A method takes part through :class:`AuditableMethod`: ``train_with(data, seed)`` trains on the
 given images and returns a :data:`CanaryScorer` (canary images -> scores, higher = more likely
 trained on). :class:`ReleaseAudit` turns any privmed generative or privatizing method into one,
-scoring canaries with the pairwise attack against its release.
+scoring canaries with the pairwise attack against its release; :class:`ModelScoreAudit` scores
+them with the trained model itself, for methods that offer a model-score attack (the AC-GAN's
+discriminator).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +32,7 @@ from scipy import stats
 
 from privmed.data.dataset import ImageDataset
 from privmed.errors import PrivmedError
+from privmed.evaluate.attacks.model_score import load_member_scorer, model_scores
 from privmed.evaluate.attacks.pairwise import pairwise_scores
 
 logger = logging.getLogger(__name__)
@@ -37,9 +41,11 @@ __all__ = [
     "AuditResult",
     "AuditableMethod",
     "CanaryScorer",
+    "ModelScoreAudit",
     "ReleaseAudit",
     "audit_from_scores",
     "epsilon_lower_bound",
+    "insert_canaries",
     "make_canaries",
     "one_run_audit",
     "one_run_p_value",
@@ -158,28 +164,37 @@ def audit_from_scores(
     return AuditResult(bound, confidence, delta, m, guesses, correct, int(included.sum()), runs, claimed_epsilon, unit)
 
 
-def make_canaries(pool: ImageDataset, n: int, *, seed: int = 0, side: int | None = None) -> ImageDataset:
+def make_canaries(pool: ImageDataset, n: int, *, seed: int = 0, side: int | None = None, mislabel: bool = False) -> ImageDataset:
     """``n`` canaries: pool images, each marked with a bright square at its own random position.
 
     The marks make every canary distinct from the rest of the data, so that a release which keeps
-    a canary shows it.
+    a canary shows it. With ``mislabel`` (labelled pools only) each canary also gets a class other
+    than its image's, drawn uniformly: a class-conditional model that learns a canary learns an
+    (image, class) pair no other image supports, which its class head then gives away.
     """
     if n < 2 or n > len(pool):
         raise PrivmedError(f"{pool.name}: cannot draw {n} canaries from {len(pool)} images (need 2 <= n <= {len(pool)})")
+    if mislabel and (pool.labels is None or pool.n_classes < 2):
+        raise PrivmedError(f"{pool.name}: mislabelled canaries need a pool with at least two classes")
     rng = np.random.default_rng(seed)
     chosen = pool.subset(np.sort(rng.choice(len(pool), size=n, replace=False)))
     height, width = chosen.spatial_shape[-2:]
     side = side or max(2, min(height, width) // 6)
+    if not 1 <= side <= min(height, width):
+        raise PrivmedError(f"the canary mark's side must be between 1 and {min(height, width)} pixels, got {side}")
     images = chosen.images.copy()
     for image in images:
         top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
         image[..., top : top + side, left : left + side] = 1.0
+    labels = chosen.labels
+    if mislabel:
+        labels = (labels + rng.integers(1, pool.n_classes, size=n)) % pool.n_classes
     return ImageDataset(
         images=images,
         subjects=np.array([f"canary-{i}" for i in range(n)]),
         sources=np.array([f"canary-{i}" for i in range(n)]),
         segmentations=chosen.segmentations,
-        labels=chosen.labels,
+        labels=labels,
         class_names=chosen.class_names,
         name="canaries",
         record_kind=chosen.record_kind,
@@ -201,7 +216,20 @@ def _with_canaries(data: ImageDataset, canaries: ImageDataset) -> ImageDataset:
         class_names=data.class_names,
         name=data.name,
         record_kind=data.record_kind,
+        subjects_known=data.subjects_known,
     )
+
+
+def insert_canaries(data: ImageDataset, canaries: ImageDataset, rng: np.random.Generator) -> tuple[ImageDataset, np.ndarray]:
+    """The training data plus each canary independently with probability 1/2, and which ones went in.
+
+    This coin flip per canary is what the one-run audit's test rests on: run it once per training
+    run, before training, and keep ``included`` secret from the scorer.
+    """
+    if canaries.images.shape[1:] != data.images.shape[1:]:
+        raise PrivmedError(f"canaries of shape {canaries.images.shape[1:]} do not match the data's {data.images.shape[1:]}")
+    included = rng.random(len(canaries)) < 0.5
+    return _with_canaries(data, canaries.subset(np.flatnonzero(included))), included
 
 
 def one_run_audit(
@@ -223,15 +251,12 @@ def one_run_audit(
     Default guesses: k+ = k- = a quarter of all canaries (pooled over runs). ``delta`` and
     ``claimed_epsilon`` default to what the method claims (its ``claimed_delta`` / ``claimed_epsilon``).
     """
-    if canaries.images.shape[1:] != data.images.shape[1:]:
-        raise PrivmedError(f"canaries of shape {canaries.images.shape[1:]} do not match the data's {data.images.shape[1:]}")
     if runs < 1:
         raise PrivmedError(f"an audit needs at least one run, got {runs}")
     rng = np.random.default_rng(seed)
     all_scores, all_included = [], []
     for run in range(runs):
-        included = rng.random(len(canaries)) < 0.5
-        training = _with_canaries(data, canaries.subset(np.flatnonzero(included)))
+        training, included = insert_canaries(data, canaries, rng)
         scorer = method.train_with(training, seed + run)
         scores = np.asarray(scorer(canaries), dtype=np.float64).reshape(-1)
         if scores.size != len(canaries):
@@ -255,19 +280,10 @@ def one_run_audit(
     return result
 
 
-class ReleaseAudit:
-    """Audit any privmed method through its release: fit, release, score canaries by the pairwise attack.
+class _TrainedMethodAudit:
+    """What the audits of trained privmed methods share: the claim comes from the last trained method."""
 
-    ``make_method()`` builds a fresh, unfitted method; a generative method (with ``sample``) releases
-    ``n_samples`` images (default: as many as it trained on), a privatizing method (with ``privatize``)
-    releases its privatized training data. A canary's score is minus its distance to the nearest
-    released image.
-    """
-
-    def __init__(self, make_method: Callable[[], Any], n_samples: int | None = None) -> None:
-        self.make_method = make_method
-        self.n_samples = n_samples
-        self.last_method: Any = None
+    last_method: Any = None
 
     @property
     def claimed_epsilon(self) -> float | None:
@@ -280,6 +296,20 @@ class ReleaseAudit:
         """The delta the last trained method reports, None if it makes no claim."""
         report = getattr(self.last_method, "privacy_report", None)
         return float(report().delta) if callable(report) else None
+
+
+class ReleaseAudit(_TrainedMethodAudit):
+    """Audit any privmed method through its release: fit, release, score canaries by the pairwise attack.
+
+    ``make_method()`` builds a fresh, unfitted method; a generative method (with ``sample``) releases
+    ``n_samples`` images (default: as many as it trained on), a privatizing method (with ``privatize``)
+    releases its privatized training data. A canary's score is minus its distance to the nearest
+    released image.
+    """
+
+    def __init__(self, make_method: Callable[[], Any], n_samples: int | None = None) -> None:
+        self.make_method = make_method
+        self.n_samples = n_samples
 
     def train_with(self, data: ImageDataset, seed: int) -> CanaryScorer:
         method = self.make_method()
@@ -294,6 +324,30 @@ class ReleaseAudit:
         return lambda canaries: pairwise_scores(canaries.images, release.images)
 
 
+class ModelScoreAudit(_TrainedMethodAudit):
+    """Audit a method through its trained model: canaries are scored by the method's ``score_members``.
+
+    ``make_method(run_dir)`` builds a fresh, unfitted method that writes its run to ``run_dir``
+    (``run_root/run-<seed>``; ``run_root`` must not hold these runs yet). The method's module must
+    offer a model-score attack (:mod:`privmed.evaluate.attacks.model_score`), e.g. the AC-GAN's
+    discriminator score. A white-box audit: it reads what the private steps trained, which DP covers.
+    """
+
+    def __init__(self, make_method: Callable[[Path], Any], run_root: str | Path) -> None:
+        self.make_method = make_method
+        self.run_root = Path(run_root)
+
+    def train_with(self, data: ImageDataset, seed: int) -> CanaryScorer:
+        run_dir = self.run_root / f"run-{seed}"
+        if run_dir.exists():
+            raise PrivmedError(f"{run_dir} exists: an audit trains fresh runs, give it an empty folder")
+        method = self.make_method(run_dir)
+        method.fit(data)
+        self.last_method = method
+        scorer = load_member_scorer(run_dir)
+        return lambda canaries: model_scores(run_dir, canaries, scorer)
+
+
 class _Memorizer:
     """The non-private baseline: its "release" is the training data itself."""
 
@@ -304,23 +358,65 @@ class _Memorizer:
         return data
 
 
-AUDIT_METHODS: tuple[str, ...] = ("pixel-ldp", "memorize")
+AUDIT_METHODS: tuple[str, ...] = ("acgan", "pixel-ldp", "memorize")
 """Methods ``privmed audit`` can train from a configuration file."""
 
+AUDIT_SCORES: tuple[str, ...] = ("model", "release")
+"""How ``privmed audit`` scores an AC-GAN's canaries: its discriminator, or the nearest released image."""
 
-def auditable_from_config(config: dict[str, Any]) -> AuditableMethod:
+_RESERVED_OPTIONS = frozenset({"epsilon", "run_dir", "on_progress", "on_epoch"})
+
+
+def _epsilon(config: dict[str, Any], name: str) -> float:
+    if "epsilon" not in config:
+        raise PrivmedError(f"the {name} audit needs an 'epsilon' in its configuration")
+    try:
+        return float(config["epsilon"])
+    except (TypeError, ValueError):
+        raise PrivmedError(f"epsilon must be a number or \"inf\", got {config['epsilon']!r}") from None
+
+
+def _acgan_audit(config: dict[str, Any], run_root: Path | None) -> AuditableMethod:
+    """An AC-GAN trained with ``config["options"]``, scored by its discriminator or by its release."""
+    from privmed.methods.acgan import ACGAN
+
+    epsilon = _epsilon(config, "acgan")
+    options = config.get("options", {})
+    if not isinstance(options, dict):
+        raise PrivmedError(f"'options' must be a JSON object of AC-GAN options, got {options!r}")
+    reserved = sorted(_RESERVED_OPTIONS & set(options))
+    if reserved:
+        raise PrivmedError(f"'options' cannot set {', '.join(reserved)}: the audit sets them")
+    try:
+        ACGAN(epsilon, **options)
+    except TypeError as exc:
+        raise PrivmedError(f"unknown AC-GAN option in 'options': {exc}") from None
+    score = str(config.get("score", "model")).strip().lower()
+    if score == "release":
+        return ReleaseAudit(lambda: ACGAN(epsilon, **options), n_samples=int(config["samples"]) if "samples" in config else None)
+    if score != "model":
+        raise PrivmedError(f"unknown audit score {score!r}: use one of {', '.join(AUDIT_SCORES)}")
+    if run_root is None:
+        raise PrivmedError("a model-score audit needs a folder for its training runs")
+    return ModelScoreAudit(lambda run_dir: ACGAN(epsilon, run_dir=run_dir, **options), run_root)
+
+
+def auditable_from_config(config: dict[str, Any], run_root: str | Path | None = None) -> AuditableMethod:
     """The auditable method a configuration names (its claimed epsilon comes from its privacy report).
 
     ``{"method": "pixel-ldp", "epsilon": 2.0}`` audits local Laplace noise per image through its
-    privatized release; ``{"method": "memorize"}`` is a release equal to its training data.
+    privatized release; ``{"method": "memorize"}`` is a release equal to its training data;
+    ``{"method": "acgan", "epsilon": E, "options": {...}, "score": "model"|"release"}`` trains an
+    AC-GAN (``options`` are :class:`~privmed.methods.acgan.ACGAN` keywords) into ``run_root`` and
+    scores canaries by its discriminator (``model``, default) or by its ``samples`` released images.
     """
     name = str(config.get("method", "")).strip().lower()
+    if name == "acgan":
+        return _acgan_audit(config, None if run_root is None else Path(run_root))
     if name == "pixel-ldp":
         from privmed.methods.pixel_ldp import PixelLDP
 
-        if "epsilon" not in config:
-            raise PrivmedError("the pixel-ldp audit needs an 'epsilon' in its configuration")
-        epsilon = float(config["epsilon"])
+        epsilon = _epsilon(config, "pixel-ldp")
         PixelLDP(epsilon)  # validates epsilon with the method's own message
         return ReleaseAudit(lambda: PixelLDP(epsilon))
     if name == "memorize":

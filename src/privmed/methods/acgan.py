@@ -13,6 +13,14 @@ What privmed does differently from seed 001, stated in every privacy report:
   the same way without clipping or noise, as a reference);
 - the class head is trained with cross-entropy on logits; the seed's code applied softmax and then
   NLLLoss, i.e. it fed probabilities where log-probabilities belong;
+- the discriminator's class head learns from real rows only (generated rows train the real/fake head
+  alone; the generator still learns its class loss through the class head). Seed 001, after Odena
+  et al., also trained the class head on generated rows labelled with their requested class. Under
+  DP-SGD those public rows are neither clipped nor noised, so their class signal drowns the real
+  rows' noisy one and the two networks can settle on a class code that is the real one swapped
+  (DP runs trained classifiers with test ROC AUC 0.24-0.33 on PneumoniaMNIST before this change; see
+  benchmarks/results/pneumonia_acgan.md).
+  ``class_loss_on_generated=True`` restores the seed's behaviour;
 - generated rows draw their class uniformly during training (the training set's class frequencies
   are private). Samples follow ``class_frequencies``: the training frequencies for a non-private
   run; for a DP run uniform, unless public frequencies are given, since the exact training counts
@@ -46,6 +54,7 @@ from privmed.methods.training import (
 )
 from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerator, build_size, one_hot
 from privmed.privacy.calibration import default_delta
+from privmed.privacy.distributed import current_group
 from privmed.privacy.ledger import dataset_key
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
@@ -62,12 +71,15 @@ _ADAM_BETAS = (0.5, 0.999)
 
 
 def discriminator_losses(real_fake: torch.Tensor, class_logits: torch.Tensor, is_real: bool, labels: torch.Tensor, class_weight: float) -> torch.Tensor:
-    """Per-row AC-GAN loss: binary cross-entropy of the real/fake logit plus weighted class cross-entropy."""
+    """Per-row AC-GAN loss: binary cross-entropy of the real/fake logit plus weighted class cross-entropy.
+
+    With ``class_weight`` 0 the class head gets no gradient at all (the loss is the real/fake term alone).
+    """
     target = torch.full_like(real_fake, 1.0 if is_real else 0.0)
-    return (
-        F.binary_cross_entropy_with_logits(real_fake, target, reduction="none")
-        + class_weight * F.cross_entropy(class_logits, labels, reduction="none")
-    )
+    loss = F.binary_cross_entropy_with_logits(real_fake, target, reduction="none")
+    if class_weight:
+        loss = loss + class_weight * F.cross_entropy(class_logits, labels, reduction="none")
+    return loss
 
 
 class _ACGANTask:
@@ -86,6 +98,7 @@ class _ACGANTask:
         n_fake: int,
         learning_rate: float,
         class_weight: float,
+        class_loss_on_generated: bool,
         seed: int,
     ) -> None:
         self.generator = generator
@@ -95,6 +108,7 @@ class _ACGANTask:
         self.unit_ids = torch.from_numpy(np.asarray(unit_ids, dtype=np.int64))
         self.n_fake = n_fake
         self.class_weight = class_weight
+        self.generated_class_weight = class_weight if class_loss_on_generated else 0.0
         self.n_classes = generator.n_classes
         self.generator_optimizer = torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=_ADAM_BETAS)
         self.discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=learning_rate, betas=_ADAM_BETAS)
@@ -108,7 +122,7 @@ class _ACGANTask:
         """Latents and uniformly drawn classes for ``n_fake`` generated rows (no private information)."""
         latent = torch.randn(self.n_fake, self.generator.latent_dim, generator=self.latents)
         labels = torch.randint(self.n_classes, (self.n_fake,), generator=self.latents)
-        return latent, labels
+        return current_group().shard(latent), current_group().shard(labels)  # this rank's share in a data-parallel job
 
     def private_step(self, batch: np.ndarray, step: int, gradient: PrivateGradient) -> dict[str, float]:
         """One discriminator step on a Poisson batch of real images and ``n_fake`` generated ones."""
@@ -117,14 +131,16 @@ class _ACGANTask:
         latent, fake_labels = self._fake_batch()
         with torch.no_grad():
             fake = self.generator(latent, one_hot(fake_labels, self.n_classes))
+        current_group().average_buffers(self.generator)
         with gradient.capture():
             real_fake, class_logits = discriminator(torch.cat([self.images[index], fake]))
         n_real = len(index)
         # Private rows: their loss per row (the trainer clips per unit, noises, divides by the expected batch).
-        # Public rows: the mean loss over generated images, which depend on no private record.
+        # Public rows: the mean loss over generated images, which depend on no private record; by default
+        # they train the real/fake head only, so the class head learns the classes from real images alone.
         real_losses = discriminator_losses(real_fake[:n_real], class_logits[:n_real], True, self.labels[index], self.class_weight)
-        fake_losses = discriminator_losses(real_fake[n_real:], class_logits[n_real:], False, fake_labels, self.class_weight)
-        unit_ids = torch.cat([self.unit_ids[index], torch.full((self.n_fake,), -1, dtype=torch.long)])
+        fake_losses = discriminator_losses(real_fake[n_real:], class_logits[n_real:], False, fake_labels, self.generated_class_weight)
+        unit_ids = torch.cat([self.unit_ids[index], torch.full((len(fake_labels),), -1, dtype=torch.long)])
         stats = gradient.backward(torch.cat([real_losses, fake_losses / self.n_fake]), unit_ids)
         self.discriminator_optimizer.step()
         metrics = {"generator_loss": self._generator_step()}
@@ -139,10 +155,12 @@ class _ACGANTask:
         self.generator_optimizer.zero_grad(set_to_none=True)
         latent, labels = self._fake_batch()
         real_fake, class_logits = self.private_module(self.generator(latent, one_hot(labels, self.n_classes)))
-        loss = discriminator_losses(real_fake, class_logits, True, labels, self.class_weight).mean()
-        loss.backward()
+        losses = discriminator_losses(real_fake, class_logits, True, labels, self.class_weight)
+        (losses.sum() / self.n_fake).backward()  # the mean over all ranks' n_fake rows once summed over ranks
+        current_group().sum_gradients(self.generator)
+        current_group().average_buffers(self.generator)
         self.generator_optimizer.step()
-        return float(loss.detach())
+        return float(losses.detach().mean())
 
     def end_epoch(self, epoch: int, run: RunDirectory | None) -> None:
         """Write the epoch's sample grid: one row per class, the same latent vectors every epoch."""
@@ -205,8 +223,12 @@ class ACGAN(DPGenerativeMethod):
     images). The run lasts ``epochs`` epochs of ``1/q`` discriminator steps (q = batch_size / N), or
     ``max_steps`` steps; the noise is calibrated so exactly these steps spend ``epsilon``. Seed 001's
     settings are the defaults: latent 100, Adam lr 1e-4, class-loss weight 1, base width 64.
+    The discriminator's class head learns from real images only; ``class_loss_on_generated=True``
+    also trains it on generated images, as seed 001 did (see the module docstring for why not).
     ``class_frequencies`` (public, one per class) replaces the default sampling frequencies. With
     ``run_dir`` the run writes config.json, metrics.csv, checkpoints, sample grids and privacy.json.
+    ``secure_rng`` draws the DP noise from a cryptographically secure source; under ``torchrun`` ``fit``
+    trains data-parallel (:mod:`privmed.privacy.distributed`).
 
     Learned: ``generator_``, ``report_``, ``class_frequencies_``, ``class_names_``.
     """
@@ -222,6 +244,7 @@ class ACGAN(DPGenerativeMethod):
         batch_size: int = 32,
         learning_rate: float = 1e-4,
         class_weight: float = 1.0,
+        class_loss_on_generated: bool = False,
         max_grad_norm: float = 1.0,
         latent_dim: int = LATENT_DIM,
         generator_channels: int = 64,
@@ -232,6 +255,7 @@ class ACGAN(DPGenerativeMethod):
         accountant: str = "rdp",
         seed: int = 0,
         checkpoint_every: int | None = None,
+        secure_rng: bool = False,
         run_dir: str | Path | None = None,
         on_progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
@@ -244,6 +268,7 @@ class ACGAN(DPGenerativeMethod):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.class_weight = class_weight
+        self.class_loss_on_generated = class_loss_on_generated
         self.max_grad_norm = max_grad_norm
         self.latent_dim = latent_dim
         self.generator_channels = generator_channels
@@ -254,6 +279,7 @@ class ACGAN(DPGenerativeMethod):
         self.accountant = accountant
         self.seed = seed
         self.checkpoint_every = checkpoint_every
+        self.secure_rng = secure_rng
         self.run_dir = run_dir
         self.on_progress = on_progress
         self.on_epoch = on_epoch
@@ -263,9 +289,9 @@ class ACGAN(DPGenerativeMethod):
     method_name = METHOD_NAME
     method_label = "AC-GAN"
     _HYPERPARAMETERS = (
-        "epsilon", "delta", "unit", "epochs", "max_steps", "batch_size", "learning_rate", "class_weight", "max_grad_norm",
-        "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
-        "records_per_unit", "accountant", "seed", "checkpoint_every",
+        "epsilon", "delta", "unit", "epochs", "max_steps", "batch_size", "learning_rate", "class_weight", "class_loss_on_generated",
+        "max_grad_norm", "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
+        "records_per_unit", "accountant", "seed", "checkpoint_every", "secure_rng",
     )
 
     def get_params(self) -> dict[str, Any]:
@@ -335,7 +361,8 @@ class ACGAN(DPGenerativeMethod):
             discriminator = ACDiscriminator(n_classes, data.n_channels, image_size, self.discriminator_channels, norm=self.discriminator_norm)
         task = _ACGANTask(
             generator, discriminator, torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64)), unit_ids,
-            n_fake=self.batch_size, learning_rate=self.learning_rate, class_weight=self.class_weight, seed=self.seed,
+            n_fake=self.batch_size, learning_rate=self.learning_rate, class_weight=self.class_weight,
+            class_loss_on_generated=self.class_loss_on_generated, seed=self.seed,
         )
         notes = self._notes(plan, data, delta_is_default=self.delta is None)
 
@@ -351,6 +378,7 @@ class ACGAN(DPGenerativeMethod):
             records_per_unit=None if unit is PrivacyUnit.RECORD else self.records_per_unit, run=run,
             release=LedgerRelease(key, run_id, f"AC-GAN {run.path if run else 'in memory'}"),
             on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
+            secure_rng=self.secure_rng,
         )
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
@@ -366,6 +394,10 @@ class ACGAN(DPGenerativeMethod):
         notes = [
             "class head trained with cross-entropy on logits; seed 001's code passed softmax outputs to NLLLoss "
             "(probabilities where log-probabilities belong)",
+            "the discriminator's class head is trained on generated images too, as in seed 001"
+            if self.class_loss_on_generated
+            else "the discriminator's class head learns from real images only (seed 001 also trained it on generated "
+            "images; under DP-SGD that let the networks agree on swapped classes)",
         ]
         if not plan.private:
             return notes + [
@@ -450,3 +482,42 @@ class ACGAN(DPGenerativeMethod):
         model.class_frequencies_ = np.asarray(config["sampling_class_frequencies"], dtype=np.float64)
         return model
 
+
+
+def load_discriminator(run_dir: str | Path) -> ACDiscriminator:
+    """The trained discriminator of a finished AC-GAN run (evaluation mode), for model-score attacks."""
+    model, config, state = ACGAN._finished_run(run_dir)
+    data = config["data"]
+    discriminator = ACDiscriminator(
+        data["n_classes"], data["image_channels"], data["image_size"], model.discriminator_channels, norm=model.discriminator_norm
+    )
+    discriminator.load_state_dict(state["task"]["discriminator"])
+    return discriminator.eval()
+
+
+def score_members(model_dir: Path, data: ImageDataset, *, use_labels: bool = True) -> np.ndarray:
+    """Membership scores of ``data`` by a trained AC-GAN's discriminator, higher = more likely a training image.
+
+    The score is the real/fake logit (the discriminator was trained to call its training images
+    real) plus, when ``data`` has class labels and ``use_labels`` is set, the class head's
+    log-probability of each image's label (the class head learnt the training images' labels).
+    This attack reads the discriminator, which a release of samples does not expose; DP-SGD
+    covers it all the same, since the discriminator is what the private steps trained.
+    """
+    discriminator = load_discriminator(model_dir)
+    expected = (discriminator.features[0].in_channels, discriminator.image_size, discriminator.image_size)
+    if data.images.shape[1:] != expected:
+        raise DataError(f"{data.name}: images of shape {data.images.shape[1:]}, but the AC-GAN in {model_dir} was trained on {expected}")
+    labels = torch.from_numpy(data.labels.astype(np.int64)) if use_labels and data.labels is not None else None
+    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= discriminator.n_classes):
+        raise DataError(f"{data.name}: class labels must lie in 0..{discriminator.n_classes - 1} for the AC-GAN in {model_dir}")
+    images = torch.from_numpy(data.images)
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(images), _SAMPLE_CHUNK):
+            real_fake, class_logits = discriminator(images[start : start + _SAMPLE_CHUNK])
+            if labels is not None:
+                chunk = labels[start : start + _SAMPLE_CHUNK]
+                real_fake = real_fake + F.log_softmax(class_logits, dim=1).gather(1, chunk[:, None]).squeeze(1)
+            scores.append(real_fake)
+    return torch.cat(scores).double().numpy() if scores else np.zeros(0)
