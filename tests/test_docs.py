@@ -47,7 +47,7 @@ def test_site_builds_strictly_without_warnings(build: tuple[Path, subprocess.Com
     assert "WARNING" not in result.stderr, result.stderr[-3000:]
     for page in ("index.html", "getting-started/index.html", "methods/cadp/index.html", "choosing-epsilon/index.html", "api/index.html"):
         assert (site / page).is_file(), page
-    assert 'id="privmed.privacy.dpsgd_epsilon"' in (site / "api" / "index.html").read_text(encoding="utf-8")
+    assert 'id="privmed.privacy.calibration.dpsgd_epsilon"' in (site / "api" / "index.html").read_text(encoding="utf-8")
 
 
 def _commands(command: Any, context: Any) -> Iterator[tuple[str, Any, Any]]:
