@@ -82,3 +82,10 @@ def test_bad_report_files_are_named_in_the_error(tmp_path: Path) -> None:
     partial.write_text(json.dumps({"mechanism": "Laplace"}))
     with pytest.raises(PrivacyError, match="incomplete"):
         PrivacyReport.from_json(partial)
+
+
+def test_plural_of_unit_words() -> None:
+    from privmed.privacy.units import plural
+
+    assert [plural(w) for w in ("patch", "image", "patient", "epoch", "slice")] == ["patches", "images", "patients", "epochs", "slices"]
+    assert plural("patch", 1) == "patch"

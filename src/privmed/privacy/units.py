@@ -40,4 +40,5 @@ def plural(word: str, count: int = 2) -> str:
     """The English plural of a unit word for reports ("patch" -> "patches", "image" -> "images")."""
     if count == 1:
         return word
-    return word + ("es" if word.endswith(("ch", "sh", "s", "x")) else "s")
+    hard_ch = word in ("epoch", "stomach")  # "ch" said as k takes a plain s
+    return word + ("es" if word.endswith(("ch", "sh", "s", "x")) and not hard_ch else "s")

@@ -18,7 +18,6 @@ from typing import Any
 
 from privmed.errors import PrivmedError
 from privmed.privacy.report import PrivacyReport
-from privmed.report.guarantee import roc_bound
 from privmed.report.release import read_json
 
 MAX_OVERLAYS = 2
@@ -254,8 +253,10 @@ def _attack(path: Path, payload: dict[str, Any], release: Path, privacy: Privacy
         if best is None or float(result.get("auc", 0)) > best[1]:
             best = (name, float(result.get("auc", 0)))
     if epsilon is not None:
+        from privmed.evaluate.attacks.roc import dp_roc_bound
+
         label = "DP bound (no guarantee)" if math.isinf(epsilon) else f"DP bound, epsilon = {_eps(epsilon)}, delta = {delta:.2g}"
-        table.add([label, "", *(_num(roc_bound(float(t), epsilon, delta)) for t in targets)], True)
+        table.add([label, "", *(_num(float(dp_roc_bound(float(t), epsilon, delta))) for t in targets)], True)
     table.add(["chance", "0.500", *(_num(float(t)) for t in targets)], True)
     block.tables.append(table)
     controls = Table(["control", "attack", "ROC AUC [CI]"], caption="A copy of the members must be caught (AUC near 1); fresh non-members must not (near 0.5).")

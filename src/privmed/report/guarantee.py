@@ -3,7 +3,7 @@
 Everything here reads figures from the :class:`PrivacyReport` and the :class:`BudgetLedger`; no
 epsilon is computed. The only derived numbers are readings of the stated (epsilon, delta): e^epsilon,
 and the highest true-positive rate a membership test can reach at a given false-alarm rate
-(:func:`roc_bound`, after :func:`privmed.evaluate.attacks.roc.dp_roc_bound`).
+(:func:`privmed.evaluate.attacks.roc.dp_roc_bound`).
 """
 
 from __future__ import annotations
@@ -78,19 +78,6 @@ def _times(epsilon: float) -> str:
     return f"{factor:,.0f}" if factor >= 100 else f"{factor:.3g}"
 
 
-def roc_bound(fpr: float, epsilon: float, delta: float) -> float:
-    """The DP bound on a membership test's true-positive rate at ``fpr`` (:func:`dp_roc_bound`), also where e^epsilon overflows.
-
-    Beyond epsilon ~ 709 a float cannot hold e^epsilon; any positive false-alarm rate then allows every member to be found.
-    """
-    from privmed.evaluate.attacks.roc import dp_roc_bound
-
-    try:
-        return float(dp_roc_bound(fpr, epsilon, delta))
-    except OverflowError:
-        return 1.0 if fpr > 0 else float(delta)
-
-
 def headline(report: PrivacyReport) -> str:
     """The guarantee in one line, e.g. "(epsilon = 7.96, delta = 5.7e-04) per patch"."""
     if math.isinf(report.epsilon):
@@ -116,7 +103,9 @@ def plain_words(report: PrivacyReport) -> list[str]:
             f"every possible outcome of this release is at most e^epsilon = {_times(report.epsilon)} times more (or less) likely{slack}. "
             f"Smaller epsilon is stronger; at epsilon = 1 the factor is 2.72."
         )
-        tpr = roc_bound(ATTACK_FPR, report.epsilon, report.delta)
+        from privmed.evaluate.attacks.roc import dp_roc_bound
+
+        tpr = float(dp_roc_bound(ATTACK_FPR, report.epsilon, report.delta))
         if tpr >= 0.995:
             reading = "the guarantee does not stop such an attacker: at this epsilon the bound allows near-certain identification"
         else:

@@ -52,7 +52,10 @@ def dp_roc_bound(fpr: np.ndarray | float, epsilon: float, delta: float = 0.0) ->
     fpr = np.clip(np.asarray(fpr, dtype=np.float64), 0.0, 1.0)
     if math.isinf(epsilon):
         return np.ones_like(fpr)
-    upper = np.minimum(math.exp(epsilon) * fpr + delta, 1.0 - math.exp(-epsilon) * (1.0 - delta - fpr))
+    # e^eps * fpr in the log domain, capped at 1 before exponentiating: exact for any epsilon (e^eps overflows past ~709).
+    with np.errstate(divide="ignore"):
+        scaled = np.exp(np.minimum(epsilon + np.log(fpr), 0.0))
+    upper = np.minimum(scaled + delta, 1.0 - math.exp(-epsilon) * (1.0 - delta - fpr))
     return np.clip(upper, 0.0, 1.0)
 
 
