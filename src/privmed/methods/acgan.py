@@ -42,18 +42,14 @@ from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivmedError
 from privmed.methods.training import (
     DPGenerativeMethod,
-    DPTrainer,
     EpochCallback,
-    LedgerRelease,
     PrivateGradient,
     ProgressCallback,
     TrainingPlan,
-    plan_training,
     privacy_report,
     start_run,
 )
 from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerator, build_size, one_hot
-from privmed.privacy.calibration import default_delta
 from privmed.privacy.distributed import current_group
 from privmed.privacy.ledger import dataset_key
 from privmed.privacy.report import PrivacyReport
@@ -333,15 +329,7 @@ class ACGAN(DPGenerativeMethod):
         """
         n_classes = self._check_data(data)
         image_size = data.spatial_shape[0]
-        unit = PrivacyUnit.parse(self.unit)
-        unit_ids = data.unit_ids(unit)
-        n_units = data.n_units(unit)
-        delta = default_delta(n_units) if self.delta is None else float(self.delta)
-        plan = plan_training(
-            target_epsilon=float(self.epsilon), delta=delta, unit=unit, record_kind=data.record_kind, n_units=n_units,
-            batch_size=self.batch_size, epochs=self.epochs, max_steps=self.max_steps, max_grad_norm=self.max_grad_norm,
-            accountant=self.accountant,
-        )
+        unit_ids, plan = self._plan(data)
         frequencies = self._sampling_frequencies(data, n_classes, plan.private)
         class_names = list(data.class_names) if data.class_names is not None else [str(k) for k in range(n_classes)]
         key = dataset_key(data)
@@ -371,15 +359,9 @@ class ACGAN(DPGenerativeMethod):
 
         logger.info(
             "AC-GAN: %d %ss, %d classes, q=%.4g, %d discriminator steps, noise multiplier %s, delta %.3g",
-            n_units, plan.unit_word, n_classes, plan.sample_rate, plan.steps, plan.noise_multiplier, delta,
+            plan.n_units, plan.unit_word, n_classes, plan.sample_rate, plan.steps, plan.noise_multiplier, plan.delta,
         )
-        trainer = DPTrainer(
-            task, plan, unit_ids, report_factory=report_factory, seed=self.seed,
-            records_per_unit=None if unit is PrivacyUnit.RECORD else self.records_per_unit, run=run,
-            release=LedgerRelease(key, run_id, f"AC-GAN {run.path if run else 'in memory'}"),
-            on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
-            secure_rng=self.secure_rng,
-        )
+        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.report_ = trainer.train(resume=resume)

@@ -30,18 +30,14 @@ from privmed.data.patches import extract_patches, max_patches_per_subject
 from privmed.errors import DataError, PrivmedError
 from privmed.methods.training import (
     DPGenerativeMethod,
-    DPTrainer,
     EpochCallback,
-    LedgerRelease,
     PrivateGradient,
     ProgressCallback,
     TrainingPlan,
-    plan_training,
     privacy_report,
     start_run,
 )
 from privmed.models.wgan import Critic, Generator, split_sample
-from privmed.privacy.calibration import default_delta
 from privmed.privacy.distributed import ReplicaGroup
 from privmed.privacy.group import group_privacy_report
 from privmed.privacy.ledger import dataset_key
@@ -296,15 +292,7 @@ class DPWGAN(DPGenerativeMethod):
         height, width = pairs_data.spatial_shape
         if height != width:
             raise DataError(f"{data.name}: DP-WGAN needs square patches, got {height}x{width}")
-        unit = PrivacyUnit.parse(self.unit)
-        unit_ids = pairs_data.unit_ids(unit)
-        n_units = pairs_data.n_units(unit)
-        delta = default_delta(n_units) if self.delta is None else float(self.delta)
-        plan = plan_training(
-            target_epsilon=float(self.epsilon), delta=delta, unit=unit, record_kind=pairs_data.record_kind,
-            n_units=n_units, batch_size=self.batch_size, epochs=self.epochs, max_steps=self.max_steps,
-            max_grad_norm=self.max_grad_norm, accountant=self.accountant,
-        )
+        unit_ids, plan = self._plan(pairs_data)
         key = dataset_key(data)
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
         run_id = start_run(
@@ -332,15 +320,9 @@ class DPWGAN(DPGenerativeMethod):
 
         logger.info(
             "DP-WGAN: %d %ss, q=%.4g, %d critic steps, noise multiplier %s, delta %.3g",
-            n_units, plan.unit_word, plan.sample_rate, plan.steps, plan.noise_multiplier, delta,
+            plan.n_units, plan.unit_word, plan.sample_rate, plan.steps, plan.noise_multiplier, plan.delta,
         )
-        trainer = DPTrainer(
-            task, plan, unit_ids, report_factory=report_factory, seed=self.seed,
-            records_per_unit=None if unit is PrivacyUnit.RECORD else self.records_per_unit, run=run,
-            release=LedgerRelease(key, run_id, f"DP-WGAN {run.path if run else 'in memory'}"),
-            on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
-            secure_rng=self.secure_rng,
-        )
+        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             np_state = np.random.get_state()

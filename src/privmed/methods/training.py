@@ -32,7 +32,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from torch import nn
 from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.base import GenerativeMethod
 from privmed.privacy.accountants import make_accountant
-from privmed.privacy.calibration import check_delta, check_epsilon, dpsgd_noise_multiplier
+from privmed.privacy.calibration import check_delta, check_epsilon, default_delta, dpsgd_noise_multiplier
 from privmed.privacy.distributed import ReplicaGroup, current_group
 from privmed.privacy.dpsgd import ClippingStats, DPGradient
 from privmed.privacy.ledger import BudgetLedger
@@ -49,6 +49,9 @@ from privmed.privacy.report import DPSGD_MECHANISM, PrivacyReport
 from privmed.privacy.sampling import PoissonUnitSampler
 from privmed.privacy.units import PrivacyUnit
 from privmed.runs import RunDirectory
+
+if TYPE_CHECKING:
+    from privmed.data.dataset import ImageDataset
 
 logger = logging.getLogger(__name__)
 
@@ -574,6 +577,37 @@ class DPGenerativeMethod(GenerativeMethod):
     method_name: ClassVar[str]
     method_label: ClassVar[str]
     _HYPERPARAMETERS: ClassVar[tuple[str, ...]]
+
+    def _plan(self, data: ImageDataset) -> tuple[np.ndarray, TrainingPlan]:
+        """Each record's privacy-unit id and the training plan for ``data`` from this model's options
+        (delta defaults to 1/(N+1) for N units)."""
+        unit = PrivacyUnit.parse(self.unit)
+        n_units = data.n_units(unit)
+        plan = plan_training(
+            target_epsilon=float(self.epsilon), delta=default_delta(n_units) if self.delta is None else float(self.delta),
+            unit=unit, record_kind=data.record_kind, n_units=n_units, batch_size=self.batch_size, epochs=self.epochs,
+            max_steps=self.max_steps, max_grad_norm=self.max_grad_norm, accountant=self.accountant,
+        )
+        return data.unit_ids(unit), plan
+
+    def _trainer(
+        self,
+        task: PrivateTask,
+        plan: TrainingPlan,
+        unit_ids: np.ndarray,
+        report_factory: Callable[[int, float], PrivacyReport],
+        run: RunDirectory | None,
+        data_key: str,
+        run_id: str,
+    ) -> DPTrainer:
+        """The :class:`DPTrainer` for ``task`` with this model's seed, callbacks and options, booked under ``run_id``."""
+        return DPTrainer(
+            task, plan, unit_ids, report_factory=report_factory, seed=self.seed,
+            records_per_unit=None if plan.unit == PrivacyUnit.RECORD.value else self.records_per_unit, run=run,
+            release=LedgerRelease(data_key, run_id, f"{self.method_label} {run.path if run else 'in memory'}"),
+            on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
+            secure_rng=self.secure_rng,
+        )
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters as JSON-ready values (what config.json stores)."""
