@@ -19,7 +19,7 @@ from privmed.errors import PrivmedError
 from privmed.privacy.units import plural
 
 if TYPE_CHECKING:
-    from privmed.methods.training import TrainingProgress
+    from privmed.methods.training import DPGenerativeMethod, TrainingProgress
     from privmed.privacy.report import PrivacyReport
 
 console = Console()
@@ -127,3 +127,43 @@ def training_data_ref(out: Path, data: str | None, *, resume: bool, epsilon: flo
     if data is None:
         raise PrivmedError("--data is required to start a run")
     return data
+
+
+def model_for_run(
+    method: type[DPGenerativeMethod], out: Path, *, resume: bool, secure_rng: bool, create: Callable[[], DPGenerativeMethod]
+) -> DPGenerativeMethod:
+    """The model a train command fits: with ``resume``, the run's stored options (its noise source included), else ``create()``."""
+    if not resume:
+        return create()
+    model = method.from_run(out)
+    if secure_rng and not model.secure_rng:
+        raise PrivmedError(f"{out} was started without --secure-rng, and a resumed run keeps its options")
+    return model
+
+
+def fit_with_progress(
+    model: DPGenerativeMethod, data_ref: str, *, resume: bool, label: str, losses: dict[str, str], distributed: bool = False
+) -> PrivacyReport | None:
+    """Load ``data_ref`` and fit ``model`` behind a progress bar (``losses`` as in :func:`training_progress`).
+
+    With ``distributed``, this process is one rank of a torchrun job; the bar and the returned report
+    belong to rank 0, and the other ranks get None.
+    """
+    from privmed.data import load
+    from privmed.privacy.distributed import process_group
+
+    dataset = load(data_ref)
+    with process_group(enabled=distributed) as group:
+        with training_progress(label, losses, enabled=group.is_main) as on_progress:
+            model.on_progress = on_progress
+            model.fit(dataset, resume=resume, data_ref=data_ref)
+        return model.privacy_report() if group.is_main else None
+
+
+def print_training_done(report: PrivacyReport, out: Path, steps_name: str) -> None:
+    """The line that ends a train command, then the run's privacy report."""
+    if report.noise_multiplier is None:
+        console.print(f"training done: {report.steps} {steps_name} without differential privacy (a reference, no guarantee)")
+    else:
+        console.print(f"training done: {report.steps} {steps_name}; the privacy budget of this run is spent")
+    print_privacy_report(report, out, steps_name=steps_name)

@@ -12,9 +12,10 @@ from privmed.cli._common import (
     SECURE_RNG_HELP,
     SECURE_RNG_TRAINING_COST,
     console,
-    print_privacy_report,
+    fit_with_progress,
+    model_for_run,
+    print_training_done,
     training_data_ref,
-    training_progress,
 )
 from privmed.errors import PrivmedError
 
@@ -47,32 +48,21 @@ def train(
     weight 1. A real row's loss (real/fake + class) is clipped per unit and noised; each step draws a fresh
     Poisson batch and is one accountant step, calibrated so the planned steps spend exactly --epsilon.
     """
-    from privmed.data import load
     from privmed.methods.acgan import ACGAN
-    from privmed.privacy.distributed import process_group
 
     data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
-    if resume:
-        model = ACGAN.from_run(out)
-        if secure_rng and not model.secure_rng:
-            raise PrivmedError(f"{out} was started without --secure-rng, and a resumed run keeps its options")
-    else:
-        model = ACGAN(
+    model = model_for_run(
+        ACGAN, out, resume=resume, secure_rng=secure_rng,
+        create=lambda: ACGAN(
             epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,
             seed=seed, secure_rng=secure_rng, run_dir=out,
-        )
-    dataset = load(data)
+        ),
+    )
     losses = {"discriminator_loss": "discriminator", "generator_loss": "generator"}
-    with process_group(enabled=distributed) as group:
-        with training_progress("AC-GAN", losses, enabled=group.is_main) as on_progress:
-            model.on_progress = on_progress
-            model.fit(dataset, resume=resume, data_ref=data)
-        if not group.is_main:
-            return
-    report = model.privacy_report()
-    console.print(f"training done: {report.steps} discriminator steps; the privacy budget of this run is spent")
-    print_privacy_report(report, out, steps_name="discriminator steps")
+    report = fit_with_progress(model, data, resume=resume, label="AC-GAN", losses=losses, distributed=distributed)
+    if report is not None:
+        print_training_done(report, out, "discriminator steps")
 
 
 def morph(

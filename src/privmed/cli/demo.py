@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from privmed.cli._common import console, print_privacy_report
-from privmed.cli.dpwgan import train_dpwgan
+from privmed.cli._common import console, fit_with_progress, print_privacy_report
+from privmed.cli.dpwgan import WGAN_LOSSES
 from privmed.cli.generate import write_samples
 
 DEMO_DATA = "phantom:train"
@@ -45,7 +45,7 @@ def demo(
     run_dir, samples_dir, grid_path = out / "run", out / "synthetic", out / "synthetic_grid.png"
     console.print(f"[bold]privmed demo[/bold]: DP-WGAN on {DEMO_DATA} at epsilon {DEMO_EPSILON:g} per patch -> {out}")
     model = DPWGAN(DEMO_EPSILON, seed=seed, run_dir=run_dir, **DEMO_OPTIONS)
-    report = train_dpwgan(model, DEMO_DATA, resume=False, label="DP-WGAN demo")
+    report = fit_with_progress(model, DEMO_DATA, resume=False, label="DP-WGAN demo", losses=WGAN_LOSSES)
     data_path = write_samples(run_dir, DEMO_SAMPLES, samples_dir, "npz", seed)
     synthetic = load(str(data_path))
     save_pair_grid(synthetic, grid_path, n=32, columns=8, scale=3)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,16 +11,11 @@ from privmed.cli._common import (
     DISTRIBUTED_HELP,
     SECURE_RNG_HELP,
     SECURE_RNG_TRAINING_COST,
-    console,
-    print_privacy_report,
+    fit_with_progress,
+    model_for_run,
+    print_training_done,
     training_data_ref,
-    training_progress,
 )
-from privmed.errors import PrivmedError
-
-if TYPE_CHECKING:
-    from privmed.methods.dpwgan import DPWGAN
-    from privmed.privacy.report import PrivacyReport
 
 
 class Unit(str, Enum):
@@ -30,15 +24,8 @@ class Unit(str, Enum):
     patient = "patient"
 
 
-def train_dpwgan(model: DPWGAN, data_ref: str, *, resume: bool, label: str = "DP-WGAN", show_progress: bool = True) -> PrivacyReport:
-    """Load ``data_ref`` and fit ``model`` behind a progress bar (if ``show_progress``); return its privacy report."""
-    from privmed.data import load
-
-    dataset = load(data_ref)
-    with training_progress(label, {"critic_loss": "critic", "generator_loss": "generator"}, enabled=show_progress) as on_progress:
-        model.on_progress = on_progress
-        model.fit(dataset, resume=resume, data_ref=data_ref)
-    return model.privacy_report()
+# Metric keys of the DP-WGAN task -> progress-bar columns (also the demo's).
+WGAN_LOSSES = {"critic_loss": "critic", "generator_loss": "generator"}
 
 
 def train(
@@ -69,25 +56,16 @@ def train(
     epsilon is reserved in the budget ledger before training and settled at the end.
     """
     from privmed.methods.dpwgan import DPWGAN
-    from privmed.privacy.distributed import process_group
 
     data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
-    if resume:
-        model = DPWGAN.from_run(out)
-        if secure_rng and not model.secure_rng:
-            raise PrivmedError(f"{out} was started without --secure-rng, and a resumed run keeps its options")
-    else:
-        model = DPWGAN(
+    model = model_for_run(
+        DPWGAN, out, resume=resume, secure_rng=secure_rng,
+        create=lambda: DPWGAN(
             epsilon, delta=delta, unit=unit.value, patch_size=patch_size, patches_per_subject=patches_per_subject,
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, generator_channels=base_channels,
             critic_channels=base_channels, seed=seed, secure_rng=secure_rng, run_dir=out,
-        )
-    with process_group(enabled=distributed) as group:
-        report = train_dpwgan(model, data, resume=resume, show_progress=group.is_main)
-        if not group.is_main:
-            return
-    if report.noise_multiplier is None:
-        console.print(f"training done: {report.steps} critic steps without differential privacy (a reference, no guarantee)")
-    else:
-        console.print(f"training done: {report.steps} critic steps; the privacy budget of this run is spent")
-    print_privacy_report(report, out, steps_name="critic steps")
+        ),
+    )
+    report = fit_with_progress(model, data, resume=resume, label="DP-WGAN", losses=WGAN_LOSSES, distributed=distributed)
+    if report is not None:
+        print_training_done(report, out, "critic steps")
