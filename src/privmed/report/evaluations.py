@@ -83,8 +83,9 @@ def _mean_sd(mean: Any, sd: Any) -> str:
     return _num(mean) if sd is None else f"{_num(mean)} ± {_num(sd)}"
 
 
-def _interval(value: Any, low: Any, high: Any) -> str:
-    return f"{_num(value)} [{_num(low)}, {_num(high)}]"
+def _interval(result: dict[str, Any], key: str) -> str:
+    """``key`` of an evaluation's JSON with its ``key_low`` / ``key_high`` interval."""
+    return f"{_num(result.get(key))} [{_num(result.get(f'{key}_low'))}, {_num(result.get(f'{key}_high'))}]"
 
 
 def _epsilon(value: Any) -> float | None:
@@ -203,7 +204,7 @@ def _metrics(path: Path, payload: dict[str, Any], release: Path, privacy: Privac
     if "auc" in payload and "normal_flow" in payload:
         block = EvaluationBlock("Pathology detection by the likelihood ratio of two flows", path)
         table = Table(["data", "ROC AUC [95% CI]", "images", "abnormal"])
-        table.add([str(payload.get("data", "")), _interval(payload.get("auc"), payload.get("auc_low"), payload.get("auc_high")),
+        table.add([str(payload.get("data", "")), _interval(payload, "auc"),
                    _num(payload.get("n_images"), 0), _num(payload.get("n_abnormal"), 0)])
         table.add(["chance", "0.500", "", ""], True)
         block.tables.append(table)
@@ -218,7 +219,7 @@ def _classifier(path: Path, payload: dict[str, Any], release: Path) -> Evaluatio
     def add(label: str, item: dict[str, Any], reference: bool) -> None:
         table.add(
             [label, str(item.get("train", "")), str(item.get("test", "")), _num(item.get("accuracy")),
-             _interval(item.get("roc_auc"), item.get("roc_auc_low"), item.get("roc_auc_high")),
+             _interval(item, "roc_auc"),
              f"{_num(item.get('n_train'), 0)} / {_num(item.get('n_test'), 0)}"],
             reference,
         )
@@ -248,7 +249,7 @@ def _attack(path: Path, payload: dict[str, Any], release: Path, privacy: Privacy
     )
     best = None
     for name, result in payload.get("release", {}).get("attacks", {}).items():
-        table.add([name, _interval(result.get("auc"), result.get("auc_low"), result.get("auc_high")),
+        table.add([name, _interval(result, "auc"),
                    *(_num(result.get("tpr_at_fpr", {}).get(t)) for t in targets)])
         if best is None or float(result.get("auc", 0)) > best[1]:
             best = (name, float(result.get("auc", 0)))
@@ -262,7 +263,7 @@ def _attack(path: Path, payload: dict[str, Any], release: Path, privacy: Privacy
     controls = Table(["control", "attack", "ROC AUC [CI]"], caption="A copy of the members must be caught (AUC near 1); fresh non-members must not (near 0.5).")
     for control, item in payload.get("controls", {}).items():
         for name, result in item.get("attacks", {}).items():
-            controls.add([control, name, _interval(result.get("auc"), result.get("auc_low"), result.get("auc_high"))], True)
+            controls.add([control, name, _interval(result, "auc")], True)
     if controls.rows:
         block.tables.append(controls)
     if best is not None:
@@ -278,10 +279,10 @@ def _attack(path: Path, payload: dict[str, Any], release: Path, privacy: Privacy
 def _diversity(path: Path, payload: dict[str, Any], release: Path, privacy: PrivacyReport) -> EvaluationBlock:
     block = EvaluationBlock("Real or synthetic? A classifier trained to tell them apart", path)
     table = Table(["classifier", "ROC AUC [CI]", "real / synthetic / held-out images"], caption="0.5: the classifier cannot tell the release from real images.")
-    table.add([str(payload.get("model", "")), _interval(payload.get("auc"), payload.get("auc_low"), payload.get("auc_high")),
+    table.add([str(payload.get("model", "")), _interval(payload, "auc"),
                f"{_num(payload.get('n_real'), 0)} / {_num(payload.get('n_synthetic'), 0)} / {_num(payload.get('n_test'), 0)}"])
     for sibling in sibling_references(release, "diversity.json"):
-        table.add([f"{sibling.payload.get('model', '')} ({sibling.label})", _interval(sibling.payload.get("auc"), sibling.payload.get("auc_low"), sibling.payload.get("auc_high")), ""], True)
+        table.add([f"{sibling.payload.get('model', '')} ({sibling.label})", _interval(sibling.payload, "auc"), ""], True)
     table.add(["indistinguishable", "0.500", ""], True)
     block.tables.append(table)
     block.summary = f"Real-vs-synthetic ROC AUC {_num(payload.get('auc'))} (0.5 = indistinguishable, 1 = always told apart)."
