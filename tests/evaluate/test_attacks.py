@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -24,6 +22,8 @@ from privmed.evaluate.attacks import (
     write_attack_report,
 )
 from privmed.evaluate.attacks.distribution import distance_percentile
+from privmed.methods.pixel_ldp import PixelLDP
+from privmed.methods.registry import METHODS, MethodKind, MethodSpec
 
 
 def test_nearest_distances_match_brute_force() -> None:
@@ -96,15 +96,18 @@ def test_copy_of_members_is_exposed_and_independent_data_is_not(phantom_split, t
 
 def test_model_score_protocol_is_found_through_the_run_config(phantom_split, tmp_path, monkeypatch) -> None:
     members, non_members, _ = phantom_split
-    module = types.ModuleType("privmed.methods.memorizing_standin")
     known = members.images.reshape(len(members), -1)
-    module.score_members = lambda model_dir, data: -cdist(data.images.reshape(len(data), -1), known).min(axis=1)
-    monkeypatch.setitem(sys.modules, "privmed.methods.memorizing_standin", module)
+
+    def score_members(model_dir, data):
+        return -cdist(data.images.reshape(len(data), -1), known).min(axis=1)
+
+    spec = MethodSpec(name="memorizing-standin", cls=PixelLDP, kind=MethodKind.GENERATIVE, title="stand-in", member_scorer=score_members)
+    monkeypatch.setitem(METHODS, spec.name, spec)
     (tmp_path / "config.json").write_text(json.dumps({"method": "memorizing-standin"}))
-    assert load_member_scorer(tmp_path) is module.score_members
+    assert load_member_scorer(tmp_path) is score_members
     assert model_scores(tmp_path, members).max() == 0.0
     report = _attack(members, non_members, non_members.subset(np.arange(10)), model_dir=tmp_path)
     assert report.release.results["model-score"].auc > 0.95
-    (tmp_path / "config.json").write_text(json.dumps({"method": "pixel_ldp"}))
-    with pytest.raises(PrivmedError, match="score_members"):
+    (tmp_path / "config.json").write_text(json.dumps({"method": "pixel-ldp"}))
+    with pytest.raises(PrivmedError, match="no model-score attack"):
         load_member_scorer(tmp_path)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from privmed.evaluate.audit import (
     one_run_p_value,
 )
 from privmed.methods.pixel_ldp import PixelLDP
+from privmed.methods.registry import METHODS, MethodKind, MethodSpec
 from privmed.privacy.report import PrivacyReport
 
 
@@ -175,14 +174,12 @@ def test_acgan_audit_by_its_discriminator_stays_under_the_claim_of_its_run(tmp_p
 
 def test_model_score_audit_catches_a_model_that_remembers_its_training_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in method whose 'model' is its training images: the audit pairs model scores with the coin flips."""
-    module = types.ModuleType("privmed.methods.remembering_standin")
-
     def score_members(model_dir: Path, data) -> np.ndarray:
         known = np.load(model_dir / "seen.npy")
         return -np.min(np.linalg.norm(data.images.reshape(len(data), 1, -1) - known[None], axis=2), axis=1)
 
-    module.score_members = score_members
-    monkeypatch.setitem(sys.modules, "privmed.methods.remembering_standin", module)
+    spec = MethodSpec(name="remembering-standin", cls=PixelLDP, kind=MethodKind.GENERATIVE, title="stand-in", member_scorer=score_members)
+    monkeypatch.setitem(METHODS, spec.name, spec)
 
     class Remembering:
         def __init__(self, run_dir: Path) -> None:

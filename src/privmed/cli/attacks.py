@@ -144,7 +144,8 @@ def audit(
     import tempfile
 
     from privmed.data import load
-    from privmed.evaluate.audit import auditable_from_config, make_canaries, one_run_audit
+    from privmed.evaluate.audit import audited_spec, auditable_from_config, make_canaries, one_run_audit
+    from privmed.methods.registry import MethodKind
 
     config_path = config_or_run / "config.json" if config_or_run.is_dir() else config_or_run
     try:
@@ -155,14 +156,14 @@ def audit(
         raise PrivmedError(f"{config_path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict) or "data" not in config:
         raise PrivmedError(f"{config_path}: the audit configuration must be a JSON object with a 'data' reference")
-    method_name = str(config.get("method", "")).strip().lower()
     with tempfile.TemporaryDirectory(prefix="privmed-audit-") as scratch:
         method = auditable_from_config(config, run_root=Path(config["run_dir"]) if "run_dir" in config else Path(scratch))
+        spec = audited_spec(config)
         data = load(str(config["data"]))
         n_canaries = int(config.get("canaries", 100))
         seed = int(config.get("seed", 0))
         canary_options = {"seed": seed, "side": int(config["canary_side"]) if "canary_side" in config else None,
-                          "mislabel": bool(config.get("mislabel", method_name == "acgan"))}
+                          "mislabel": bool(config.get("mislabel", spec is not None and spec.class_conditional))}
         if "canary_pool" in config:
             canaries = make_canaries(load(str(config["canary_pool"])), n_canaries, **canary_options)
         else:
@@ -179,8 +180,8 @@ def audit(
                 on_run=lambda done, total: progress.update(task, completed=done),
             )
     payload = {"method": config.get("method"), "data": config["data"], **result.to_dict()}
-    if method_name == "acgan":
-        payload["score"] = str(config.get("score", "model"))
+    if spec is not None and spec.kind is MethodKind.GENERATIVE:
+        payload["score"] = str(config.get("score", "model" if spec.member_scorer is not None else "release"))
     target = write_json_atomic((out or config_path.parent) / "audit.json", payload)
     if as_json:
         print_json(payload)

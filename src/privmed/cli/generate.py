@@ -34,19 +34,18 @@ def write_samples(
     The run's method is read from its config.json; ``class_label`` (index or name) is for class-conditional runs.
     """
     from privmed.data import save
-    from privmed.methods.acgan import ACGAN
-    from privmed.methods.dpwgan import DPWGAN
+    from privmed.methods.registry import MethodKind, method_of_run
     from privmed.runs import RunDirectory
 
     if (out / "privacy.json").exists():
         raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
-    method = RunDirectory(run_dir).read_config().get("method")
-    if method == "acgan":
-        samples = ACGAN.load(run_dir).sample(n, seed=seed, class_label=class_label)
-    elif class_label is not None:
-        raise PrivmedError(f"{run_dir} is a {method!r} run: --class needs a class-conditional run (privmed train acgan)")
-    else:
-        samples = DPWGAN.load(run_dir).sample(n, seed=seed)
+    spec = method_of_run(run_dir)
+    if spec.kind is not MethodKind.GENERATIVE:
+        raise PrivmedError(f"{run_dir} is a {spec.name!r} run, which samples nothing: generate needs a generative method's run")
+    if class_label is not None and not spec.class_conditional:
+        raise PrivmedError(f"{run_dir} is a {spec.name!r} run: --class needs a class-conditional run (privmed train acgan)")
+    model = spec.load_run(run_dir)
+    samples = model.sample(n, seed=seed, class_label=class_label) if class_label is not None else model.sample(n, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     path = save(samples, output_path(out, output_format), format=OutputFormat(output_format).value)
     shutil.copyfile(RunDirectory(run_dir).privacy_path, out / "privacy.json")

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from scipy import stats
@@ -34,6 +34,9 @@ from privmed.data.dataset import ImageDataset
 from privmed.errors import PrivmedError
 from privmed.evaluate.attacks.model_score import load_member_scorer, model_scores
 from privmed.evaluate.attacks.pairwise import pairwise_scores
+
+if TYPE_CHECKING:
+    from privmed.methods.registry import MethodSpec
 
 logger = logging.getLogger(__name__)
 
@@ -301,9 +304,9 @@ class _TrainedMethodAudit:
 class ReleaseAudit(_TrainedMethodAudit):
     """Audit any privmed method through its release: fit, release, score canaries by the pairwise attack.
 
-    ``make_method()`` builds a fresh, unfitted method; a generative method (with ``sample``) releases
-    ``n_samples`` images (default: as many as it trained on), a privatizing method (with ``privatize``)
-    releases its privatized training data. A canary's score is minus its distance to the nearest
+    ``make_method()`` builds a fresh method; a generative method (with ``sample``) is fitted and releases
+    ``n_samples`` images (default: as many as it trained on), a privatizing method (with ``privatize``,
+    ready to use) releases its privatized training data. A canary's score is minus its distance to the nearest
     released image.
     """
 
@@ -313,10 +316,9 @@ class ReleaseAudit(_TrainedMethodAudit):
 
     def train_with(self, data: ImageDataset, seed: int) -> CanaryScorer:
         method = self.make_method()
-        method.fit(data)
         if hasattr(method, "sample"):
-            release = method.sample(self.n_samples or len(data), seed=seed)
-        elif hasattr(method, "privatize"):
+            release = method.fit(data).sample(self.n_samples or len(data), seed=seed)
+        elif hasattr(method, "privatize"):  # not fitted on ``data``: a privatizer's fit learns from public data only
             release = method.privatize(data, seed=seed)
         else:
             raise PrivmedError(f"{type(method).__name__} neither samples nor privatizes: it cannot be audited through a release")
@@ -358,11 +360,19 @@ class _Memorizer:
         return data
 
 
-AUDIT_METHODS: tuple[str, ...] = ("acgan", "pixel-ldp", "memorize")
-"""Methods ``privmed audit`` can train from a configuration file."""
+MEMORIZE = "memorize"
+"""The non-private baseline an audit configuration may name besides the registered methods."""
+
+
+def audit_methods() -> tuple[str, ...]:
+    """Methods ``privmed audit`` can train from a configuration file: the registered generative and privatizing ones, and the baseline."""
+    from privmed.methods.registry import MethodKind, method_names
+
+    return (*method_names(MethodKind.GENERATIVE, MethodKind.PRIVATIZING), MEMORIZE)
+
 
 AUDIT_SCORES: tuple[str, ...] = ("model", "release")
-"""How ``privmed audit`` scores an AC-GAN's canaries: its discriminator, or the nearest released image."""
+"""How ``privmed audit`` scores a generative method's canaries: its trained model (a member scorer), or the nearest released image."""
 
 _RESERVED_OPTIONS = frozenset({"epsilon", "run_dir", "on_progress", "on_epoch"})
 
@@ -376,49 +386,65 @@ def _epsilon(config: dict[str, Any], name: str) -> float:
         raise PrivmedError(f"epsilon must be a number or \"inf\", got {config['epsilon']!r}") from None
 
 
-def _acgan_audit(config: dict[str, Any], run_root: Path | None) -> AuditableMethod:
-    """An AC-GAN trained with ``config["options"]``, scored by its discriminator or by its release."""
-    from privmed.methods.acgan import ACGAN
-
-    epsilon = _epsilon(config, "acgan")
+def _options(config: dict[str, Any], spec: MethodSpec) -> dict[str, Any]:
+    """The configuration's ``options`` for ``spec``, checked by building the method once."""
     options = config.get("options", {})
     if not isinstance(options, dict):
-        raise PrivmedError(f"'options' must be a JSON object of AC-GAN options, got {options!r}")
+        raise PrivmedError(f"'options' must be a JSON object of {getattr(spec.cls, 'method_label', spec.name)} options, got {options!r}")
     reserved = sorted(_RESERVED_OPTIONS & set(options))
     if reserved:
         raise PrivmedError(f"'options' cannot set {', '.join(reserved)}: the audit sets them")
     try:
-        ACGAN(epsilon, **options)
+        spec.make(_epsilon(config, spec.name), **options)
     except TypeError as exc:
-        raise PrivmedError(f"unknown AC-GAN option in 'options': {exc}") from None
-    score = str(config.get("score", "model")).strip().lower()
+        raise PrivmedError(f"unknown {getattr(spec.cls, 'method_label', spec.name)} option in 'options': {exc}") from None
+    return options
+
+
+def _generative_audit(config: dict[str, Any], spec: MethodSpec, run_root: Path | None) -> AuditableMethod:
+    """A generative method trained with ``config["options"]``, scored by its trained model or by its release."""
+    epsilon = _epsilon(config, spec.name)
+    options = _options(config, spec)
+    score = str(config.get("score", "model" if spec.member_scorer is not None else "release")).strip().lower()
     if score == "release":
-        return ReleaseAudit(lambda: ACGAN(epsilon, **options), n_samples=int(config["samples"]) if "samples" in config else None)
+        return ReleaseAudit(lambda: spec.make(epsilon, **options), n_samples=int(config["samples"]) if "samples" in config else None)
     if score != "model":
         raise PrivmedError(f"unknown audit score {score!r}: use one of {', '.join(AUDIT_SCORES)}")
+    if spec.member_scorer is None:
+        raise PrivmedError(f"{spec.name} offers no model-score attack: use \"score\": \"release\"")
     if run_root is None:
         raise PrivmedError("a model-score audit needs a folder for its training runs")
-    return ModelScoreAudit(lambda run_dir: ACGAN(epsilon, run_dir=run_dir, **options), run_root)
+    return ModelScoreAudit(lambda run_dir: spec.make(epsilon, run_dir=run_dir, **options), run_root)
+
+
+def audited_spec(config: dict[str, Any]) -> MethodSpec | None:
+    """The registered method an audit configuration names (None for the memorizing baseline)."""
+    from privmed.methods.registry import get_method
+
+    name = str(config.get("method", "")).strip().lower()
+    return None if name == MEMORIZE else get_method(name)
 
 
 def auditable_from_config(config: dict[str, Any], run_root: str | Path | None = None) -> AuditableMethod:
     """The auditable method a configuration names (its claimed epsilon comes from its privacy report).
 
-    ``{"method": "pixel-ldp", "epsilon": 2.0}`` audits local Laplace noise per image through its
-    privatized release; ``{"method": "memorize"}`` is a release equal to its training data;
-    ``{"method": "acgan", "epsilon": E, "options": {...}, "score": "model"|"release"}`` trains an
-    AC-GAN (``options`` are :class:`~privmed.methods.acgan.ACGAN` keywords) into ``run_root`` and
-    scores canaries by its discriminator (``model``, default) or by its ``samples`` released images.
+    ``{"method": "pixel-ldp", "epsilon": 2.0}`` audits a privatizing method through its privatized
+    release (``options``: its other options); ``{"method": "memorize"}`` is a release equal to its
+    training data; ``{"method": "acgan", "epsilon": E, "options": {...}, "score": "model"|"release"}``
+    trains a generative method (``options`` are its keywords) into ``run_root`` and scores canaries
+    by its trained model (``model``, the default where the method offers a member scorer) or by its
+    ``samples`` released images.
     """
-    name = str(config.get("method", "")).strip().lower()
-    if name == "acgan":
-        return _acgan_audit(config, None if run_root is None else Path(run_root))
-    if name == "pixel-ldp":
-        from privmed.methods.pixel_ldp import PixelLDP
+    from privmed.methods.registry import MethodKind, get_method
 
-        epsilon = _epsilon(config, "pixel-ldp")
-        PixelLDP(epsilon)  # validates epsilon with the method's own message
-        return ReleaseAudit(lambda: PixelLDP(epsilon))
-    if name == "memorize":
+    name = str(config.get("method", "")).strip().lower()
+    if name == MEMORIZE:
         return ReleaseAudit(_Memorizer)
-    raise PrivmedError(f"cannot audit method {name or '(none)'!r}: use one of {', '.join(AUDIT_METHODS)}")
+    if name not in audit_methods():
+        raise PrivmedError(f"cannot audit method {name or '(none)'!r}: use one of {', '.join(audit_methods())}")
+    spec = get_method(name)
+    if spec.kind is MethodKind.GENERATIVE:
+        return _generative_audit(config, spec, None if run_root is None else Path(run_root))
+    epsilon = _epsilon(config, spec.name)
+    options = _options(config, spec)  # validates epsilon and options with the method's own messages
+    return ReleaseAudit(lambda: spec.make(epsilon, **options))

@@ -13,10 +13,14 @@ used unchanged to decode and is released as it is: it is treated as public, not 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Self
+
 import torch
 from torch import Tensor
 
 from privmed.errors import PrivacyError
+from privmed.methods.flow_training import load_trained_flow
 from privmed.methods.local_dp import FLOW_DATA_NOTE, LaplacePrivatizer, privatize_in_latent_space
 from privmed.models.flows import InvertibleFlow
 from privmed.privacy.mechanisms import LaplaceMechanism
@@ -41,6 +45,11 @@ class CADP(LaplacePrivatizer):
         self.flow = flow
         self.clip = clip
         self.paper_scale = paper_scale
+
+    @classmethod
+    def from_flow_dir(cls, epsilon: float, flow: str | Path, clip: float, paper_scale: bool = False, *, secure_rng: bool = False) -> Self:
+        """CADP with the flow trained into ``flow`` by ``privmed train flow`` (what the sweep and the CLI build)."""
+        return cls(load_trained_flow(flow).flow, epsilon, float(clip), paper_scale=bool(paper_scale), secure_rng=bool(secure_rng))
 
     @property
     def sensitivity(self) -> float:

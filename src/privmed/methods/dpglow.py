@@ -16,6 +16,7 @@ epsilon for C channels once alpha*C > 1. The report gives these numbers for each
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Self
 
 import numpy as np
@@ -23,8 +24,8 @@ import torch
 from torch import Tensor
 
 from privmed.data.dataset import ImageDataset
-from privmed.errors import DataError, NotFittedError, PrivacyError
-from privmed.methods.flow_training import encode_all
+from privmed.errors import DataError, NotFittedError, PrivacyError, PrivmedError
+from privmed.methods.flow_training import encode_all, load_trained_flow
 from privmed.methods.local_dp import FLOW_DATA_NOTE, LaplacePrivatizer, group_epsilon, privatize_in_latent_space
 from privmed.models.flows import InvertibleFlow
 from privmed.privacy.mechanisms import LaplaceMechanism, laplace_scale
@@ -44,6 +45,15 @@ class DPGLOW(LaplacePrivatizer):
         self.centre_: Tensor | None = None
         self.width_: Tensor | None = None
         self.range_: Tensor | None = None
+
+    @classmethod
+    def from_flow_dir(cls, epsilon: float, flow: str | Path, alpha: float = 0.4, *, secure_rng: bool = False) -> Self:
+        """DP-GLOW with the flow trained into ``flow`` by ``privmed train flow``, its box fitted on the
+        flow's training latent range (kept in the flow directory)."""
+        trained = load_trained_flow(flow)
+        if trained.latent_min is None or trained.latent_max is None:
+            raise PrivmedError(f"{flow}: the flow has no training latent range (train it to the last epoch first)")
+        return cls(trained.flow, epsilon, float(alpha), secure_rng=bool(secure_rng)).fit_range(trained.latent_min, trained.latent_max)
 
     def fit(self, data: ImageDataset | Tensor | np.ndarray | None = None) -> Self:
         """Fit the box on training latents (N, D), or on the latents of a (public) ImageDataset."""

@@ -6,7 +6,7 @@ The public names below are imported on first use (PEP 562), so that ``import pri
 
 from __future__ import annotations
 
-import importlib
+from types import ModuleType
 from typing import Any
 
 _EXPORTS = {
@@ -40,10 +40,30 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def _submodule(name: str) -> ModuleType:
+    """The submodule ``privmed.privacy.<name>``, imported on first use (each by a plain import statement)."""
+    match name:
+        case "accountants":
+            from privmed.privacy import accountants as module
+        case "calibration":
+            from privmed.privacy import calibration as module
+        case "group":
+            from privmed.privacy import group as module
+        case "ledger":
+            from privmed.privacy import ledger as module
+        case "mechanisms":
+            from privmed.privacy import mechanisms as module
+        case "report":
+            from privmed.privacy import report as module
+        case _:
+            from privmed.privacy import units as module
+    return module
+
+
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    value = getattr(_submodule(_EXPORTS[name].rpartition(".")[2]), name)
     globals()[name] = value
     return value
 

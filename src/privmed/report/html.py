@@ -35,14 +35,6 @@ logger = logging.getLogger(__name__)
 GRID_RECORDS = 16
 """Records shown in each sample grid."""
 
-METHOD_TITLES = {
-    "dpwgan": "DP-WGAN: synthetic image + vessel-label pairs (Kossen et al. 2022)",
-    "acgan": "AC-GAN: class-conditional synthetic images (Sun, Plawinski et al.)",
-    "cadp": "CADP: each image privatized in a conditional INN's latent space (Tölle et al.)",
-    "dpglow": "DP-GLOW: each image privatized in a Glow latent space (Shibata et al.)",
-    "pixel-ldp": "Pixel Laplace noise (local DP baseline)",
-}
-
 _LEVEL_TITLES = {"danger": "No or almost no protection", "caution": "Caution", "note": "Note"}
 
 _CSS = """
@@ -157,7 +149,9 @@ def _method(release: ReleaseDir, data: ImageDataset | None) -> str:
         name = data.metadata.get("privatized_by") or data.metadata.get("method")
     if not name:
         return f"not recorded ({release.privacy.mechanism})"
-    return METHOD_TITLES.get(str(name), str(name))
+    from privmed.methods.registry import method_title
+
+    return method_title(str(name)) or str(name)
 
 
 def _facts(release: ReleaseDir, data: ImageDataset | None, data_error: str | None, source_ref: str | None, status: LedgerStatus) -> list[tuple[str, str]]:

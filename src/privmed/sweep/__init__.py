@@ -21,26 +21,11 @@ The package: :mod:`~privmed.sweep.config` (the configuration and its checks), :m
 """
 
 from privmed.sweep.cells import run_cell
-from privmed.sweep.config import (
-    EVALUATION_DEFAULTS,
-    GENERATIVE_METHODS,
-    LOCAL_DP_METHODS,
-    METHODS,
-    METRICS,
-    SweepConfig,
-    cell_name,
-    parse_epsilons,
-    parse_seeds,
-)
+from privmed.sweep.config import SweepConfig, cell_name, parse_epsilons, parse_seeds, sweep_methods
 from privmed.sweep.driver import CellEvent, SweepFailed, run_sweep
 from privmed.sweep.output import CellFailure, SweepResult, SweepRow, format_epsilon, plot_privacy_utility
 
 __all__ = [
-    "EVALUATION_DEFAULTS",
-    "GENERATIVE_METHODS",
-    "LOCAL_DP_METHODS",
-    "METHODS",
-    "METRICS",
     "CellEvent",
     "CellFailure",
     "SweepConfig",
@@ -54,4 +39,5 @@ __all__ = [
     "plot_privacy_utility",
     "run_cell",
     "run_sweep",
+    "sweep_methods",
 ]

@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from privmed.errors import PrivmedError
 from privmed.fileio import write_json_atomic
-from privmed.sweep.config import GENERATIVE_METHODS, SWEEP_FORMAT, SweepConfig, _epsilon_json, _generative_class
+from privmed.methods.registry import MethodKind, get_method
+from privmed.sweep.config import SWEEP_FORMAT, SweepConfig, _epsilon_json
 
 if TYPE_CHECKING:
     from privmed.data.dataset import ImageDataset
-    from privmed.methods.local_dp import LaplacePrivatizer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def run_cell(config: SweepConfig, epsilon: float, seed: int, cell_dir: str | os.
     start = time.monotonic()
     cell.mkdir(parents=True, exist_ok=True)
     test = load(config.test)
-    if config.method in GENERATIVE_METHODS:
+    if get_method(config.method).kind is MethodKind.GENERATIVE:
         metrics = _generative_cell(config, epsilon, seed, cell, test)
     else:
         metrics = _local_dp_cell(config, epsilon, seed, cell, test)
@@ -70,18 +69,18 @@ def _generative_cell(config: SweepConfig, epsilon: float, seed: int, cell: Path,
     from privmed.data import load
     from privmed.runs import RunDirectory
 
-    method_class = _generative_class(config.method)
+    spec = get_method(config.method)
     data = load(config.data)
     if RunDirectory(cell).config_path.exists():
-        model = method_class.from_run(cell)
+        model = spec.cls.from_run(cell)
         model.fit(data, resume=True, data_ref=config.data)
     else:
-        model = method_class(epsilon, seed=seed, run_dir=cell, **config.options)
+        model = spec.make(epsilon, seed=seed, run_dir=cell, **config.options)
         model.fit(data, data_ref=config.data)
     settings = config.evaluation
     n_samples = settings["samples"] or len(data)
     samples = model.sample(n_samples, seed=seed)
-    if config.method == "dpwgan":
+    if spec.metric == "dice":
         from privmed.evaluate.segmentation import segmentation_utility
 
         return segmentation_utility(samples, test, settings["unet_steps"], settings["patch_size"], seed)
@@ -101,28 +100,6 @@ def _classifier_utility(train: ImageDataset, test: ImageDataset, settings: dict[
         "roc_auc": metrics.roc_auc, "roc_auc_low": metrics.roc_auc_low, "roc_auc_high": metrics.roc_auc_high,
         "accuracy": metrics.accuracy, "n_train": metrics.n_train, "n_test": metrics.n_test,
     }
-
-
-def _privatizer(config: SweepConfig, epsilon: float, data: ImageDataset) -> LaplacePrivatizer:
-    """The configured local-DP method at ``epsilon`` (the flow loaded from options.flow)."""
-    options = config.options
-    secure_rng = bool(options.get("secure_rng", False))
-    if config.method == "pixel-ldp":
-        from privmed.methods.pixel_ldp import PixelLDP
-
-        return PixelLDP(epsilon, secure_rng=secure_rng).fit(data)
-    from privmed.methods.flow_training import load_trained_flow
-
-    trained = load_trained_flow(options["flow"])
-    if config.method == "cadp":
-        from privmed.methods.cadp import CADP
-
-        return CADP(trained.flow, epsilon, float(options["clip"]), paper_scale=bool(options.get("paper_scale", False)), secure_rng=secure_rng)
-    from privmed.methods.dpglow import DPGLOW
-
-    if trained.latent_min is None or trained.latent_max is None:
-        raise PrivmedError(f"{options['flow']}: the flow has no training latent range (train it to the last epoch first)")
-    return DPGLOW(trained.flow, epsilon, float(options.get("alpha", 0.4)), secure_rng=secure_rng).fit_range(trained.latent_min, trained.latent_max)
 
 
 def _local_dp_cell(config: SweepConfig, epsilon: float, seed: int, cell: Path, test: ImageDataset) -> dict[str, Any]:
@@ -163,7 +140,7 @@ def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Pa
     """Reserve, privatize, write data.npz and privacy.json, settle: the steps of ``privmed privatize``."""
     from privmed.methods.local_dp import release
 
-    method = _privatizer(config, epsilon, data)
+    method = get_method(config.method).make(epsilon, **config.options)
     release_id = _release_id(cell, stale_release=data_path.exists())
     privatized, _, _ = release(
         method, data, data_path, privacy_path, release_id=release_id,

@@ -15,33 +15,17 @@ from typing import Any
 from privmed.errors import PrivmedError
 
 SWEEP_FORMAT = 1
-GENERATIVE_METHODS = ("dpwgan", "acgan")
-LOCAL_DP_METHODS = ("cadp", "dpglow", "pixel-ldp")
-METHODS = GENERATIVE_METHODS + LOCAL_DP_METHODS
 CONFIG_KEYS = ("method", "data", "test", "options", "evaluation")
 
 # The grid sets these; a configuration may not.
 _GRID_OPTIONS = frozenset({"epsilon", "seed", "run_dir", "on_progress", "on_epoch"})
-# Local-DP options: (required, optional) keys.
-_LOCAL_DP_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "cadp": (frozenset({"flow", "clip"}), frozenset({"paper_scale", "secure_rng"})),
-    "dpglow": (frozenset({"flow"}), frozenset({"alpha", "secure_rng"})),
-    "pixel-ldp": (frozenset(), frozenset({"secure_rng"})),
-}
-_CLASSIFIER_EVALUATION: dict[str, Any] = {
-    "model": "cnn", "epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "confidence": 0.95, "n_resamples": 2000,
-}
-EVALUATION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dpwgan": {"samples": 256, "unet_steps": 200, "patch_size": 96},
-    "acgan": {**_CLASSIFIER_EVALUATION, "samples": None},
-    "cadp": dict(_CLASSIFIER_EVALUATION),
-    "dpglow": dict(_CLASSIFIER_EVALUATION),
-    "pixel-ldp": dict(_CLASSIFIER_EVALUATION),
-}
-"""Evaluation knobs per method and their defaults (``samples: None`` = as many as the training data)."""
-METRICS = {"dpwgan": "dice", "acgan": "roc_auc", "cadp": "roc_auc", "dpglow": "roc_auc", "pixel-ldp": "roc_auc"}
-"""The utility each method's cells report (Dice of a U-Net, or ROC AUC of a classifier, on the real test set)."""
-_METRIC_LABELS = {"dice": "Dice on real test images (U-Net)", "roc_auc": "ROC AUC on real test images"}
+
+
+def sweep_methods() -> tuple[str, ...]:
+    """The registered methods a sweep can run: the generative and the privatizing ones."""
+    from privmed.methods.registry import MethodKind, method_names
+
+    return method_names(MethodKind.GENERATIVE, MethodKind.PRIVATIZING)
 
 
 def _absolute_ref(ref: str) -> str:
@@ -57,12 +41,10 @@ def _absolute_ref(ref: str) -> str:
 
 def _method_options(method: str, options: dict[str, Any], source: str) -> dict[str, Any]:
     """Check ``options`` against the method's keyword arguments; return them with paths made absolute."""
-    if method in GENERATIVE_METHODS:
-        accepted = set(inspect.signature(_generative_class(method)).parameters) - _GRID_OPTIONS
-        required: frozenset[str] = frozenset()
-    else:
-        required, optional = _LOCAL_DP_OPTIONS[method]
-        accepted = set(required | optional)
+    from privmed.methods.registry import get_method
+
+    required, accepted = get_method(method).options()
+    required, accepted = required - _GRID_OPTIONS, accepted - _GRID_OPTIONS
     unknown = sorted(set(options) - accepted)
     if unknown:
         grid = sorted(set(unknown) & _GRID_OPTIONS)
@@ -84,7 +66,9 @@ def _method_options(method: str, options: dict[str, Any], source: str) -> dict[s
 
 def _evaluation_settings(method: str, evaluation: dict[str, Any], source: str) -> dict[str, Any]:
     """The method's evaluation defaults updated by ``evaluation``, each value checked against its default's type."""
-    defaults = EVALUATION_DEFAULTS[method]
+    from privmed.methods.registry import get_method
+
+    defaults = get_method(method).evaluation
     unknown = sorted(set(evaluation) - set(defaults))
     if unknown:
         raise PrivmedError(f"{source}: unknown evaluation key {', '.join(unknown)} for {method}; keys: {', '.join(sorted(defaults))}")
@@ -103,16 +87,6 @@ def _evaluation_settings(method: str, evaluation: dict[str, Any], source: str) -
     return settings
 
 
-def _generative_class(method: str) -> type:
-    if method == "dpwgan":
-        from privmed.methods.dpwgan import DPWGAN
-
-        return DPWGAN
-    from privmed.methods.acgan import ACGAN
-
-    return ACGAN
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """What a sweep runs: a method, its private training data, a real test set, options and evaluation knobs.
@@ -120,7 +94,7 @@ class SweepConfig:
     ``options`` are the method's keyword arguments (for the GANs, those of ``DPWGAN`` / ``ACGAN``
     except epsilon and seed, which the grid sets; for CADP ``flow`` and ``clip`` (and ``paper_scale``),
     for DP-GLOW ``flow`` (and ``alpha``); every local-DP method takes ``secure_rng``). ``evaluation`` overrides
-    :data:`EVALUATION_DEFAULTS`. Relative paths are made absolute when the configuration is read.
+    the method's evaluation defaults in :mod:`privmed.methods.registry`. Relative paths are made absolute when the configuration is read.
     """
 
     method: str
@@ -141,8 +115,8 @@ class SweepConfig:
             if not isinstance(payload.get(key), str) or not payload[key].strip():
                 raise PrivmedError(f"{source}: '{key}' is required (a string)")
         method = payload["method"]
-        if method not in METHODS:
-            raise PrivmedError(f"{source}: unknown method {method!r}; methods: {', '.join(METHODS)}")
+        if method not in sweep_methods():
+            raise PrivmedError(f"{source}: unknown method {method!r}; methods: {', '.join(sweep_methods())}")
         for key in ("options", "evaluation"):
             if not isinstance(payload.get(key, {}), dict):
                 raise PrivmedError(f"{source}: '{key}' must be a mapping")
@@ -172,7 +146,9 @@ class SweepConfig:
     @property
     def metric(self) -> str:
         """The utility metric of this method's cells."""
-        return METRICS[self.method]
+        from privmed.methods.registry import get_method
+
+        return get_method(self.method).metric
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready configuration (what sweep.json stores and a resume must match)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from privmed.fileio import write_atomic, write_text_atomic
-from privmed.sweep.config import _METRIC_LABELS, SweepConfig, _epsilon_json
+from privmed.sweep.config import SweepConfig, _epsilon_json
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,9 @@ def plot_privacy_utility(result: SweepResult) -> Path:
     if ticks:
         axes.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
     unit = summary[0]["unit"] if summary else "unit"
-    ylabel = _METRIC_LABELS.get(result.config.metric, result.config.metric)
+    from privmed.methods.registry import METRIC_LABELS
+
+    ylabel = METRIC_LABELS.get(result.config.metric, result.config.metric)
     axes.set(xlabel=f"epsilon spent (per {unit})", ylabel=ylabel, title=f"{result.config.method}: utility vs privacy")
     if summary:
         axes.legend(loc="best", fontsize=8)

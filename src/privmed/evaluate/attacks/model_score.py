@@ -1,6 +1,6 @@
 """Model-score attacks: when the trained model itself is available, ask it who it has seen.
 
-A method opts in by defining, in its module ``privmed.methods.<name>``, a function::
+A method opts in by registering, as its ``member_scorer`` in :mod:`privmed.methods.registry`, a function::
 
     def score_members(model_dir: Path, data: ImageDataset) -> np.ndarray: ...
 
@@ -11,7 +11,6 @@ directory's ``config.json`` (key ``method``), so every release is attacked the s
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -46,18 +45,18 @@ def _method_name(model_dir: Path) -> str:
 
 
 def load_member_scorer(model_dir: str | Path) -> MemberScorer:
-    """The ``score_members`` function of the method that trained ``model_dir``."""
+    """The model-score attack registered for the method that trained ``model_dir``."""
+    from privmed.methods.registry import get_method
+
     model_dir = Path(model_dir)
     name = _method_name(model_dir)
-    module_name = "privmed.methods." + name.replace("-", "_")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError:
+        spec = get_method(name)
+    except PrivmedError:
         raise PrivmedError(f"{model_dir}: method {name!r} is not a privmed method") from None
-    scorer = getattr(module, "score_members", None)
-    if not callable(scorer):
-        raise PrivmedError(f"method {name!r} offers no model-score attack ({module_name}.score_members is missing)")
-    return scorer
+    if spec.member_scorer is None:
+        raise PrivmedError(f"method {name!r} offers no model-score attack (no member_scorer in privmed.methods.registry)")
+    return spec.member_scorer
 
 
 def model_scores(model_dir: str | Path, data: ImageDataset, scorer: MemberScorer | None = None) -> np.ndarray:
