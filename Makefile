@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Two entry points for a fresh machine: `make demo` and `make test` (import layers, ruff, then pytest).
 # Each creates .venv and installs what it needs; torch is pinned to the CPU wheel on disk first.
 PYTHON ?= python3
 VENV := .venv
@@ -27,6 +27,8 @@ demo: install
 	$(BIN)/privmed demo
 
 test: dev
+	$(BIN)/lint-imports
+	$(BIN)/ruff check
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -107,7 +107,7 @@ def _percent(cell: str) -> float:
 
 
 def test_roc_bound_table_matches_the_privacy_code() -> None:
-    from privmed.evaluate.attacks.roc import dp_roc_bound
+    from privmed.privacy.hypothesis import dp_roc_bound
 
     rows = _table_rows((DOCS / "choosing-epsilon.md").read_text(encoding="utf-8"), "| ε | TPR at FPR 0.1%")
     assert len(rows) >= 4

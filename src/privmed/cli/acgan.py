@@ -80,8 +80,8 @@ def morph(
     latent, each column one mixture. The grid is post-processing of the trained generator: it carries the
     run's guarantee.
     """
+    from privmed.data.grids import save_pair_grid
     from privmed.methods.acgan import ACGAN
-    from privmed.report.grids import save_pair_grid
 
     if out.suffix.lower() != ".png":
         raise PrivmedError(f"--out must be a .png file, got {out}")

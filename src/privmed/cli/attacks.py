@@ -144,7 +144,7 @@ def audit(
     import tempfile
 
     from privmed.data import load
-    from privmed.evaluate.audit import audited_spec, auditable_from_config, make_canaries, one_run_audit
+    from privmed.evaluate.audit import auditable_from_config, audited_spec, make_canaries, one_run_audit
     from privmed.methods.registry import MethodKind
 
     config_path = config_or_run / "config.json" if config_or_run.is_dir() else config_or_run

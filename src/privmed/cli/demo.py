@@ -39,8 +39,8 @@ def demo(
     trained on synthetic and on real pairs are compared on held-out phantom images (segmentation Dice).
     """
     from privmed.data import load
+    from privmed.data.grids import save_pair_grid
     from privmed.methods.dpwgan import DPWGAN
-    from privmed.report.grids import save_pair_grid
 
     run_dir, samples_dir, grid_path = out / "run", out / "synthetic", out / "synthetic_grid.png"
     console.print(f"[bold]privmed demo[/bold]: DP-WGAN on {DEMO_DATA} at epsilon {DEMO_EPSILON:g} per patch -> {out}")

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from privmed.errors import DataError
-from privmed.privacy.units import PrivacyUnit
+
+GROUPINGS = ("record", "image", "patient")
+"""How records group into privacy units (the values of :class:`privmed.privacy.units.PrivacyUnit`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,17 +105,22 @@ class ImageDataset:
             return len(self.class_names)
         return int(self.labels.max()) + 1 if self.labels is not None and self.labels.size else 0
 
-    def unit_ids(self, unit: PrivacyUnit | str) -> np.ndarray:
-        """Integer group id per record for the privacy unit (0..U-1, in order of first appearance)."""
-        unit = PrivacyUnit.parse(unit)
-        if unit is PrivacyUnit.RECORD:
+    def unit_ids(self, unit: str) -> np.ndarray:
+        """Integer group id per record for the privacy unit (0..U-1, in order of first appearance).
+
+        ``unit`` is "record", "image" or "patient" (a :class:`privmed.privacy.units.PrivacyUnit` is one of these strings).
+        """
+        grouping = str(getattr(unit, "value", unit))
+        if grouping not in GROUPINGS:
+            raise DataError(f"unknown privacy unit {unit!r}: use one of {', '.join(GROUPINGS)}")
+        if grouping == "record":
             return np.arange(len(self), dtype=np.int64)
-        keys = self.sources if unit is PrivacyUnit.IMAGE else self.subjects
+        keys = self.sources if grouping == "image" else self.subjects
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         order = np.argsort(np.argsort(first))
         return order[inverse].astype(np.int64)
 
-    def n_units(self, unit: PrivacyUnit | str) -> int:
+    def n_units(self, unit: str) -> int:
         """How many distinct privacy units the dataset holds."""
         ids = self.unit_ids(unit)
         return int(ids.max()) + 1 if ids.size else 0
@@ -121,7 +128,10 @@ class ImageDataset:
     def subset(self, indices: Any) -> "ImageDataset":
         """The records at ``indices`` (an index array or boolean mask), metadata kept."""
         idx = np.asarray(indices)
-        take = (lambda a: None if a is None else a[idx])
+
+        def take(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else array[idx]
+
         return replace(
             self,
             images=self.images[idx],

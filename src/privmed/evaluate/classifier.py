@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,10 @@ from torch import nn
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivmedError
 from privmed.fileio import write_atomic, write_json_atomic
-from privmed.models.classifiers import build_classifier
+from privmed.models.classifiers import EpochCallback, build_classifier, labelled_tensors, predict_proba
 
 logger = logging.getLogger(__name__)
 
-EpochCallback = Callable[[int, int, float], None]
 """Called after each epoch with (epoch, total epochs, mean training loss)."""
 
 
@@ -149,13 +147,6 @@ def roc_auc_ci(
     return AUCInterval(point, low, high, confidence, n_resamples)
 
 
-def labelled_tensors(data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and class labels as tensors; a :class:`DataError` if the dataset has no labels."""
-    if data.labels is None:
-        raise DataError(f"{data.name}: a classifier needs class labels, and this dataset has none")
-    return torch.from_numpy(data.images), torch.from_numpy(data.labels)
-
-
 def check_compatible(train: ImageDataset, test: ImageDataset) -> int:
     """Check that a classifier trained on ``train`` can be tested on ``test``; return the class count."""
     labelled_tensors(train)
@@ -204,15 +195,6 @@ def train_classifier(
         if on_epoch is not None:
             on_epoch(epoch, epochs, mean_loss)
     return network.eval()
-
-
-@torch.no_grad()
-def predict_proba(network: nn.Module, data: ImageDataset, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities (N, K) of a trained classifier."""
-    network.eval()
-    images = torch.from_numpy(data.images)
-    chunks = [torch.softmax(network(images[i : i + batch_size]), dim=1) for i in range(0, len(data), batch_size)]
-    return torch.cat(chunks).numpy().astype(np.float64)
 
 
 def score_classifier(

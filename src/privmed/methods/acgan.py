@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from privmed.data.dataset import ImageDataset
+from privmed.data.grids import save_pair_grid
 from privmed.errors import DataError, PrivmedError
 from privmed.methods.generative import DPGenerativeMethod
 from privmed.methods.trainer import EpochCallback, PrivateGradient, ProgressCallback, start_run
@@ -48,7 +49,6 @@ from privmed.privacy.ledger import dataset_key
 from privmed.privacy.plan import TrainingPlan, privacy_report
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
-from privmed.report.grids import save_pair_grid
 from privmed.runs import RunDirectory
 
 logger = logging.getLogger(__name__)

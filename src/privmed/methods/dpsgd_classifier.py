@@ -18,9 +18,8 @@ from torch import nn
 
 from privmed.data.dataset import ImageDataset
 from privmed.errors import PrivacyError, PrivmedError
-from privmed.evaluate.classifier import EpochCallback, labelled_tensors, predict_proba
 from privmed.methods.base import PrivateMethod
-from privmed.models.classifiers import build_classifier
+from privmed.models.classifiers import EpochCallback, build_classifier, labelled_tensors, predict_proba
 from privmed.privacy.calibration import check_delta, check_epsilon, default_delta, dpsgd_epsilon, dpsgd_noise_multiplier
 from privmed.privacy.dpsgd import DPGradient
 from privmed.privacy.report import DPSGD_MECHANISM, PrivacyReport

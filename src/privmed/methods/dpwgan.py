@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from privmed.data.dataset import ImageDataset
+from privmed.data.grids import save_pair_grid
 from privmed.data.patches import extract_patches, max_patches_per_subject
 from privmed.errors import DataError, PrivmedError
 from privmed.methods.generative import DPGenerativeMethod
@@ -37,7 +38,6 @@ from privmed.privacy.ledger import dataset_key
 from privmed.privacy.plan import TrainingPlan, privacy_report
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit
-from privmed.report.grids import save_pair_grid
 from privmed.runs import RunDirectory
 
 logger = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ import torch
 from torch import Tensor
 
 from privmed.data.dataset import ImageDataset
+from privmed.data.grids import save_pair_grid
 from privmed.errors import DataError, PrivmedError
 from privmed.models.flows import InvertibleFlow, build_flow
 from privmed.privacy.distributed import ReplicaGroup, current_group
-from privmed.report.grids import save_pair_grid
 from privmed.runs import RunDirectory
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ from torch import Tensor
 
 from privmed.data.dataset import ImageDataset
 from privmed.errors import NotFittedError
-
 from privmed.methods.local_dp import LaplacePrivatizer
 from privmed.privacy.mechanisms import LaplaceMechanism
 

@@ -7,12 +7,20 @@ size (global average pooling before the head) and return logits of shape (N, num
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+import torch
 from monai.networks.nets import resnet18
 from opacus.validators import ModuleValidator
 from torch import Tensor, nn
 
-from privmed.errors import PrivmedError
+from privmed.data.dataset import ImageDataset
+from privmed.errors import DataError, PrivmedError
 from privmed.models import CLASSIFIER_NAMES
+
+EpochCallback = Callable[[int, int, float], None]
+"""Called after each training epoch with (epoch, epochs, mean loss)."""
 
 
 
@@ -78,3 +86,19 @@ def build_classifier(name: str, in_channels: int, num_classes: int) -> nn.Module
     if key == "resnet18":
         return resnet18_classifier(in_channels=in_channels, num_classes=num_classes)
     raise PrivmedError(f"unknown classifier {name!r}: use one of {', '.join(CLASSIFIER_NAMES)}")
+
+
+def labelled_tensors(data: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and class labels as tensors; a :class:`DataError` if the dataset has no labels."""
+    if data.labels is None:
+        raise DataError(f"{data.name}: a classifier needs class labels, and this dataset has none")
+    return torch.from_numpy(data.images), torch.from_numpy(data.labels)
+
+
+@torch.no_grad()
+def predict_proba(network: nn.Module, data: ImageDataset, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities (N, K) of a trained classifier."""
+    network.eval()
+    images = torch.from_numpy(data.images)
+    chunks = [torch.softmax(network(images[i : i + batch_size]), dim=1) for i in range(0, len(data), batch_size)]
+    return torch.cat(chunks).numpy().astype(np.float64)

@@ -254,7 +254,7 @@ def _attack(path: Path, payload: dict[str, Any], release: Path, privacy: Privacy
         if best is None or float(result.get("auc", 0)) > best[1]:
             best = (name, float(result.get("auc", 0)))
     if epsilon is not None:
-        from privmed.evaluate.attacks.roc import dp_roc_bound
+        from privmed.privacy.hypothesis import dp_roc_bound
 
         label = "DP bound (no guarantee)" if math.isinf(epsilon) else f"DP bound, epsilon = {_eps(epsilon)}, delta = {delta:.2g}"
         table.add([label, "", *(_num(float(dp_roc_bound(float(t), epsilon, delta))) for t in targets)], True)

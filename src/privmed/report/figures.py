@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from privmed.data.dataset import ImageDataset
-from privmed.report.grids import pair_grid
+from privmed.data.grids import pair_grid
 
 MAX_WIDTH = 960
 """Widest picture embedded, in pixels: wider ones are scaled down."""

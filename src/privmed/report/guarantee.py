@@ -3,7 +3,7 @@
 Everything here reads figures from the :class:`PrivacyReport` and the :class:`BudgetLedger`; no
 epsilon is computed. The only derived numbers are readings of the stated (epsilon, delta): e^epsilon,
 and the highest true-positive rate a membership test can reach at a given false-alarm rate
-(:func:`privmed.evaluate.attacks.roc.dp_roc_bound`).
+(:func:`privmed.privacy.hypothesis.dp_roc_bound`).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def plain_words(report: PrivacyReport) -> list[str]:
             f"every possible outcome of this release is at most e^epsilon = {_times(report.epsilon)} times more (or less) likely{slack}. "
             f"Smaller epsilon is stronger; at epsilon = 1 the factor is 2.72."
         )
-        from privmed.evaluate.attacks.roc import dp_roc_bound
+        from privmed.privacy.hypothesis import dp_roc_bound
 
         tpr = float(dp_roc_bound(ATTACK_FPR, report.epsilon, report.delta))
         if tpr >= 0.995:

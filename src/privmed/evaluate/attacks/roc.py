@@ -1,15 +1,11 @@
-"""ROC analysis of a membership-inference attack, and the best ROC curve (epsilon, delta)-DP allows.
+"""ROC analysis of a membership-inference attack, drawn beside the best ROC curve (epsilon, delta)-DP allows.
 
-A differentially private release bounds every membership test: by the hypothesis-testing view of DP
-(Kairouz, Oh & Viswanath 2015, Theorem 2.1), a test of "member" versus "not a member" with
-false-positive rate ``a`` has true-positive rate at most
-``min(e^eps a + delta, 1 - e^-eps (1 - delta - a))``. Drawing that curve beside the attacks' curves
-shows at a glance how far a release is from what its guarantee permits.
+The bound itself is a privacy theorem (:func:`privmed.privacy.hypothesis.dp_roc_bound`); drawing it beside
+the attacks' curves shows at a glance how far a release is from what its guarantee permits.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +17,7 @@ from sklearn.metrics import roc_curve
 from privmed.errors import PrivmedError
 from privmed.evaluate.classifier import roc_auc_ci
 from privmed.fileio import write_atomic
+from privmed.privacy.hypothesis import dp_roc_bound
 
 __all__ = [
     "LOW_FPR_TARGETS",
@@ -28,7 +25,6 @@ __all__ = [
     "SEED_CUTOFFS",
     "RocResult",
     "cutoff_table",
-    "dp_roc_bound",
     "plot_roc_curves",
     "roc_analysis",
     "scaled_cutoffs",
@@ -43,20 +39,6 @@ SEED_CUTOFFS = (50, 333)
 
 SEED_CANDIDATES = 1000
 """Number of candidates seed 001's cut-offs refer to; other sizes scale them."""
-
-
-def dp_roc_bound(fpr: np.ndarray | float, epsilon: float, delta: float = 0.0) -> np.ndarray:
-    """The highest true-positive rate any membership test can reach at ``fpr`` on an (epsilon, delta)-DP release."""
-    if not epsilon >= 0 or not 0 <= delta <= 1:
-        raise PrivmedError(f"the DP ROC bound needs epsilon >= 0 and delta in [0, 1], got epsilon={epsilon}, delta={delta}")
-    fpr = np.clip(np.asarray(fpr, dtype=np.float64), 0.0, 1.0)
-    if math.isinf(epsilon):
-        return np.ones_like(fpr)
-    # e^eps * fpr in the log domain, capped at 1 before exponentiating: exact for any epsilon (e^eps overflows past ~709).
-    with np.errstate(divide="ignore"):
-        scaled = np.exp(np.minimum(epsilon + np.log(fpr), 0.0))
-    upper = np.minimum(scaled + delta, 1.0 - math.exp(-epsilon) * (1.0 - delta - fpr))
-    return np.clip(upper, 0.0, 1.0)
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from privmed.data.dataset import ImageDataset
+from privmed.data.grids import pair_grid, save_pair_grid
 from privmed.errors import DataError
-from privmed.report.grids import pair_grid, save_pair_grid
 
 
 def _pairs(n: int, size: int = 8, channels: int = 1) -> ImageDataset:
