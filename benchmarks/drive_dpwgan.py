@@ -91,9 +91,9 @@ def run_one(args: argparse.Namespace, data: ImageDataset, unit: str, epsilon: fl
                 epochs=args.epochs, max_steps=args.max_steps,
                 batch_size=args.image_batch if unit != "patch" else args.batch_size,
                 learning_rate=args.learning_rate, generator_channels=args.base_channels, critic_channels=args.base_channels,
-                seed=args.seed, checkpoint_every=args.checkpoint_every, run_dir=run_dir,
+                seed=args.seed, checkpoint_every=args.checkpoint_every, run_dir=run_dir, data_ref=args.data,
             )
-        model.fit(data, resume=resume, data_ref=args.data)
+        model.fit(data)
     seconds = time.monotonic() - start
     if status == "reused":
         seconds = earlier.get(os.path.relpath(run_dir, ROOT), math.nan)

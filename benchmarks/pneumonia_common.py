@@ -77,13 +77,10 @@ def ensure_flow(name: str, flow: InvertibleFlow, data: ImageDataset, epochs: int
     if checkpoint is not None and int(checkpoint["epoch"]) >= epochs:
         return load_trained_flow(run.path)
     run.create(config, resume=run.config_path.exists())
-    trainer = FlowTrainer(flow, epochs=epochs, batch_size=64, learning_rate=1e-3, seed=seed)
-    trainer.fit(
-        data,
-        run=run,
-        resume=checkpoint is not None,
+    FlowTrainer(
+        flow, epochs=epochs, batch_size=64, learning_rate=1e-3, seed=seed, run_dir=run.path, resume=checkpoint is not None,
         on_epoch=lambda epoch, row: logging.getLogger("benchmarks").info("%s epoch %d: %s", name, epoch, row),
-    )
+    ).fit(data)
     return load_trained_flow(run.path)
 
 

@@ -50,7 +50,7 @@ def _tiny_flow_dir(path, data, seed: int):
     flow = Glow(data.images.shape[1:], levels=1, depth=1, hidden_channels=8, seed=seed)
     run = RunDirectory(path)
     run.create({"flow": flow.config})
-    FlowTrainer(flow, epochs=1, batch_size=64, seed=seed).fit(data, run=run)
+    FlowTrainer(flow, epochs=1, batch_size=64, seed=seed, run_dir=run.path).fit(data)
     return path
 
 

@@ -27,7 +27,7 @@ def _tiny_flow_dir(path: Path, conditional: bool) -> Path:
     flow = ConditionalINN(shape, n_classes=2, **size) if conditional else Glow(shape, **size)
     run = RunDirectory(path)
     run.create({"flow": flow.config})
-    FlowTrainer(flow, epochs=1, batch_size=64).fit(data, run=run)
+    FlowTrainer(flow, epochs=1, batch_size=64, run_dir=run.path).fit(data)
     return path
 
 

@@ -70,7 +70,7 @@ def test_conditional_samples_carry_the_requested_class_for_a_classifier_trained_
 
 
 def test_dp_run_spends_exactly_what_the_accountant_gives_and_writes_its_run(phantom: ImageDataset, tmp_path: Path) -> None:
-    model = ACGAN(4.0, max_steps=6, checkpoint_every=3, run_dir=tmp_path / "run", **TINY).fit(phantom, data_ref="phantom-classes:train")
+    model = ACGAN(4.0, max_steps=6, checkpoint_every=3, run_dir=tmp_path / "run", data_ref="phantom-classes:train", **TINY).fit(phantom)
     report = model.privacy_report()
     n = len(phantom)
     assert report.unit == "image" and report.n_units == n and report.steps == 6
@@ -101,7 +101,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_epsilon(phantom: ImageData
         ACGAN(4.0, run_dir=tmp_path / "killed", on_epoch=kill, **options).fit(phantom)
     with pytest.raises(PrivmedError, match="did not finish"):
         ACGAN.load(tmp_path / "killed")
-    resumed = ACGAN.from_run(tmp_path / "killed").fit(phantom, resume=True)
+    resumed = ACGAN.from_run(tmp_path / "killed").fit(phantom)
     assert resumed.privacy_report().epsilon == pytest.approx(reference.privacy_report().epsilon, rel=1e-12)
     for name, tensor in reference.generator_.state_dict().items():
         torch.testing.assert_close(resumed.generator_.state_dict()[name], tensor, rtol=0, atol=0)

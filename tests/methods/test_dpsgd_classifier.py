@@ -58,3 +58,27 @@ def test_invalid_privacy_parameters_are_refused(phantom_train) -> None:
 def test_report_before_fit_is_refused() -> None:
     with pytest.raises(NotFittedError):
         DPSGDClassifier(1.0).privacy_report()
+
+
+def test_epsilon_matches_dp_accounting_and_the_release_is_booked(phantom_train, tmp_path, monkeypatch) -> None:
+    """Trained through the shared DP trainer: epsilon as dp-accounting computes it for the same schedule, booked in the ledger."""
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    from privmed.privacy.accountants.rdp import RDP_ORDERS
+    from privmed.privacy.ledger import BudgetLedger, dataset_key
+
+    monkeypatch.setenv("PRIVMED_LEDGER", str(tmp_path / "ledger.json"))
+    method = DPSGDClassifier(3.0, epochs=2, batch_size=48, seed=1, run_dir=tmp_path / "run").fit(phantom_train)
+    report = method.privacy_report()
+    independent = RdpAccountant(orders=list(RDP_ORDERS))
+    event = dp_accounting.PoissonSampledDpEvent(report.sample_rate, dp_accounting.GaussianDpEvent(report.noise_multiplier))
+    independent.compose(event, report.steps)
+    assert report.epsilon == pytest.approx(independent.get_epsilon(report.delta), rel=1e-3)
+    assert report.epsilon <= 3.0 and report.steps == 2 * round(phantom_train.n_units("image") / 48)
+    entries = BudgetLedger().entries(dataset_key(phantom_train))
+    assert len(entries) == 1 and entries[0]["epsilon"] == pytest.approx(report.epsilon) and entries[0]["status"] == "settled"
+    loaded = DPSGDClassifier.load(tmp_path / "run")
+    subset = phantom_train.subset(np.arange(8))
+    np.testing.assert_allclose(loaded.predict_proba(subset), method.predict_proba(subset), rtol=1e-6)
+    assert loaded.privacy_report().epsilon == pytest.approx(report.epsilon)

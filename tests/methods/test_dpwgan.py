@@ -46,7 +46,7 @@ def finished_run(phantom: ImageDataset, tmp_path_factory: pytest.TempPathFactory
     ledger = root / "ledger.json"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PRIVMED_LEDGER", str(ledger))
-        model = DPWGAN(8.0, run_dir=root / "run", **TINY).fit(phantom, data_ref="phantom:train")
+        model = DPWGAN(8.0, run_dir=root / "run", data_ref="phantom:train", **TINY).fit(phantom)
     return model, root / "run", ledger
 
 
@@ -119,7 +119,7 @@ def test_a_killed_run_resumes_to_the_same_steps_epsilon_and_weights(phantom: Ima
     with pytest.raises(_Killed):
         DPWGAN(8.0, run_dir=tmp_path / "killed", on_progress=kill_after_first_checkpoint, **TINY).fit(phantom)
     assert torch.load(tmp_path / "killed" / "checkpoints" / "latest.pt", weights_only=False)["step"] == 16
-    resumed = DPWGAN.from_run(tmp_path / "killed").fit(phantom, resume=True)
+    resumed = DPWGAN.from_run(tmp_path / "killed").fit(phantom)
 
     assert resumed.privacy_report().steps == reference.privacy_report().steps == 32
     assert resumed.privacy_report().epsilon == pytest.approx(reference.privacy_report().epsilon, rel=1e-12)
@@ -138,7 +138,7 @@ def test_a_killed_run_resumes_to_the_same_steps_epsilon_and_weights(phantom: Ima
 def test_resume_with_other_options_is_refused(finished_run: tuple[DPWGAN, Path, Path], phantom: ImageDataset) -> None:
     _, run, _ = finished_run
     with pytest.raises(Exception, match="other options"):
-        DPWGAN(4.0, run_dir=run, **TINY).fit(phantom, resume=True)
+        DPWGAN(4.0, run_dir=run, resume=True, **TINY).fit(phantom)
 
 
 def test_non_private_reference_has_no_guarantee(phantom: ImageDataset) -> None:

@@ -53,8 +53,8 @@ def test_training_lowers_bits_per_dim_and_resumes(tmp_path) -> None:
     run.create({"test": True})
     flow = ConditionalINN((1, 8, 8), n_classes=2, levels=1, depth=2, hidden_channels=8, coupling="glow")
     before = bits_per_dim(flow, torch.from_numpy(data.images), torch.from_numpy(data.labels))
-    FlowTrainer(flow, epochs=2, batch_size=16, learning_rate=5e-3).fit(data, run=run, data_key="blobs-key")
-    resumed = FlowTrainer(flow, epochs=4, batch_size=16, learning_rate=5e-3).fit(data, run=run, resume=True, data_key="blobs-key")
+    FlowTrainer(flow, epochs=2, batch_size=16, learning_rate=5e-3, run_dir=run.path, data_key="blobs-key").fit(data)
+    resumed = FlowTrainer(flow, epochs=4, batch_size=16, learning_rate=5e-3, run_dir=run.path, resume=True, data_key="blobs-key").fit(data)
     after = bits_per_dim(flow, torch.from_numpy(data.images), torch.from_numpy(data.labels))
     assert after < before - 0.5
     with run.metrics_path.open() as handle:

@@ -87,7 +87,7 @@ def test_a_secure_rng_run_resumes_says_so_and_stores_no_noise_state(tmp_path) ->
     assert checkpoint["step"] == 4 and checkpoint["gradient"] == {"secure_rng": True}
     resumed = DPWGAN.from_run(tmp_path / "run")
     assert resumed.secure_rng
-    report = resumed.fit(data, resume=True).privacy_report()
+    report = resumed.fit(data).privacy_report()
     assert report.steps == 8
     assert report.epsilon == pytest.approx(dpsgd_epsilon(report.noise_multiplier, report.sample_rate, 8, report.delta), rel=1e-12)
     assert SECURE_NOISE_NOTE in report.notes

@@ -93,8 +93,8 @@ def fit_flow(learning_rate: float) -> dict[str, Any]:
 
 
 def fit_dpwgan(run_dir: Path, resume: bool = False, **options: Any) -> DPWGAN:
-    model = DPWGAN.from_run(run_dir, **options) if resume else DPWGAN(8.0, **TINY_WGAN, checkpoint_every=2, run_dir=run_dir, **options)
-    return model.fit(load("phantom"), resume=resume, data_ref="phantom")
+    model = DPWGAN.from_run(run_dir, **options) if resume else DPWGAN(8.0, **TINY_WGAN, checkpoint_every=2, run_dir=run_dir, data_ref="phantom", **options)
+    return model.fit(load("phantom"))
 
 
 # ---- the 2-process job ------------------------------------------------------------------------------------------

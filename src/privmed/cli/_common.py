@@ -143,7 +143,7 @@ def model_for_run(
 
 
 def fit_with_progress(
-    model: DPGenerativeMethod, data_ref: str, *, resume: bool, label: str, losses: dict[str, str], distributed: bool = False
+    model: DPGenerativeMethod, data_ref: str, *, label: str, losses: dict[str, str], distributed: bool = False
 ) -> PrivacyReport | None:
     """Load ``data_ref`` and fit ``model`` behind a progress bar (``losses`` as in :func:`training_progress`).
 
@@ -157,7 +157,7 @@ def fit_with_progress(
     with process_group(enabled=distributed) as group:
         with training_progress(label, losses, enabled=group.is_main) as on_progress:
             model.on_progress = on_progress
-            model.fit(dataset, resume=resume, data_ref=data_ref)
+            model.fit(dataset)
         return model.privacy_report() if group.is_main else None
 
 

@@ -56,11 +56,11 @@ def train(
         create=lambda: ACGAN(
             epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,
-            seed=seed, secure_rng=secure_rng, run_dir=out,
+            seed=seed, secure_rng=secure_rng, run_dir=out, data_ref=data,
         ),
     )
     losses = {"discriminator_loss": "discriminator", "generator_loss": "generator"}
-    report = fit_with_progress(model, data, resume=resume, label="AC-GAN", losses=losses, distributed=distributed)
+    report = fit_with_progress(model, data, label="AC-GAN", losses=losses, distributed=distributed)
     if report is not None:
         print_training_done(report, out, "discriminator steps")
 

@@ -44,8 +44,8 @@ def demo(
 
     run_dir, samples_dir, grid_path = out / "run", out / "synthetic", out / "synthetic_grid.png"
     console.print(f"[bold]privmed demo[/bold]: DP-WGAN on {DEMO_DATA} at epsilon {DEMO_EPSILON:g} per patch -> {out}")
-    model = DPWGAN(DEMO_EPSILON, seed=seed, run_dir=run_dir, **DEMO_OPTIONS)
-    report = fit_with_progress(model, DEMO_DATA, resume=False, label="DP-WGAN demo", losses=WGAN_LOSSES)
+    model = DPWGAN(DEMO_EPSILON, seed=seed, run_dir=run_dir, data_ref=DEMO_DATA, **DEMO_OPTIONS)
+    report = fit_with_progress(model, DEMO_DATA, label="DP-WGAN demo", losses=WGAN_LOSSES)
     data_path = write_samples(run_dir, DEMO_SAMPLES, samples_dir, "npz", seed)
     synthetic = load(str(data_path))
     save_pair_grid(synthetic, grid_path, n=32, columns=8, scale=3)

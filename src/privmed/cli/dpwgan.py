@@ -63,9 +63,9 @@ def train(
         create=lambda: DPWGAN(
             epsilon, delta=delta, unit=unit.value, patch_size=patch_size, patches_per_subject=patches_per_subject,
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, generator_channels=base_channels,
-            critic_channels=base_channels, seed=seed, secure_rng=secure_rng, run_dir=out,
+            critic_channels=base_channels, seed=seed, secure_rng=secure_rng, run_dir=out, data_ref=data,
         ),
     )
-    report = fit_with_progress(model, data, resume=resume, label="DP-WGAN", losses=WGAN_LOSSES, distributed=distributed)
+    report = fit_with_progress(model, data, label="DP-WGAN", losses=WGAN_LOSSES, distributed=distributed)
     if report is not None:
         print_training_done(report, out, "critic steps")

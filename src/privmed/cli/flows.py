@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from privmed.cli._common import SECURE_RNG_HELP, SECURE_RNG_RELEASE_COST, console, err_console
-from privmed.errors import DataError, PrivmedError
+from privmed.errors import PrivmedError
 
 if TYPE_CHECKING:
     from privmed.data.dataset import ImageDataset
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
     from privmed.methods.local_dp import LaplacePrivatizer
     from privmed.privacy.distributed import ReplicaGroup
 
-FLOW_NOT_PRIVATE = (
-    "flow training is not differentially private: train the flow on public data, or on data whose use is "
-    "otherwise authorized, never on the images you will privatize"
-)
 
 
 class Coupling(str, Enum):
@@ -72,40 +68,16 @@ def _train_flow(
 ) -> None:
     """Train a flow (one process, or one rank of a data-parallel ``group``: rank 0 writes and prints)."""
     from privmed.data import load
-    from privmed.methods.flow_training import FlowTrainer
-    from privmed.models.flows import ConditionalINN, Glow, build_flow
-    from privmed.privacy.ledger import dataset_key
+    from privmed.methods.flow_training import FLOW_NOT_PRIVATE, flow_run
     from privmed.runs import RunDirectory
 
     dataset = load(data)
-    if len(dataset.spatial_shape) != 2:
-        raise DataError(f"{data}: flows take 2D images, got spatial shape {dataset.spatial_shape}")
-    run = RunDirectory(out)
-    if resume:
-        config = run.read_config()
-        flow = build_flow(config["flow"])
-        config["epochs"] = epochs
-    else:
-        image_shape = (dataset.n_channels, *dataset.spatial_shape)
-        if conditional:
-            if dataset.labels is None:
-                raise DataError(f"{data}: --conditional needs class labels, and this data has none")
-            flow = ConditionalINN(image_shape, dataset.n_classes, levels, depth, hidden, coupling.value, seed)
-        else:
-            flow = Glow(image_shape, levels, depth, hidden, coupling.value, 0, seed)
-        config = {
-            "command": "privmed train flow",
-            "data": data,
-            "flow": flow.config,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "seed": seed,
-        }
-    group.main_first(lambda: run.create(config, resume=resume))
+    trainer = flow_run(
+        dataset, out, data_ref=data, conditional=conditional, coupling=coupling.value, levels=levels, depth=depth, hidden=hidden,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, resume=resume,
+    )
     if group.is_main:
         err_console.print(f"[yellow]note:[/yellow] {FLOW_NOT_PRIVATE}", highlight=False)
-    trainer = FlowTrainer(flow, epochs=config["epochs"], batch_size=config["batch_size"], learning_rate=config["learning_rate"], seed=config["seed"])
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
         BarColumn(),
@@ -115,24 +87,26 @@ def _train_flow(
         console=console,
         disable=not group.is_main,
     ) as progress:
-        task = progress.add_task("train", total=None, epoch=1, epochs=config["epochs"], bpd="-")
+        task = progress.add_task("train", total=None, epoch=1, epochs=trainer.epochs, bpd="-")
 
         def on_batch(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
         def on_epoch(epoch: int, row: dict[str, float]) -> None:
-            progress.update(task, epoch=min(epoch + 1, config["epochs"]), bpd=f"{row['train_bits_per_dim']:.3f}", completed=0)
+            progress.update(task, epoch=min(epoch + 1, trainer.epochs), bpd=f"{row['train_bits_per_dim']:.3f}", completed=0)
             progress.console.print(f"epoch {epoch}: {row['train_bits_per_dim']:.4f} bits/dim")
 
-        trainer.fit(dataset, run=run, resume=resume, data_key=dataset_key(dataset), on_epoch=on_epoch, on_batch=on_batch)
+        trainer.on_epoch, trainer.on_batch = on_epoch, on_batch
+        trainer.fit(dataset)
     if not group.is_main:
         return
-    grid = trainer.save_samples(run.samples_dir / "samples.png")
-    console.print(f"flow saved in {run.path} (checkpoints/latest.pt); samples in {grid}")
+    grid = trainer.save_samples(RunDirectory(out).samples_dir / "samples.png")
+    console.print(f"flow saved in {out} (checkpoints/latest.pt); samples in {grid}")
 
 
 def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output_format: OutputFormat, seed: int | None, trained: TrainedFlow | None, description: str) -> None:
     """Reserve the budget, privatize, write data and privacy.json, settle, print the guarantee."""
+    from privmed.methods.flow_training import FLOW_NOT_PRIVATE
     from privmed.methods.local_dp import release
     from privmed.privacy.ledger import dataset_key
 

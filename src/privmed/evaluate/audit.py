@@ -374,7 +374,7 @@ def audit_methods() -> tuple[str, ...]:
 AUDIT_SCORES: tuple[str, ...] = ("model", "release")
 """How ``privmed audit`` scores a generative method's canaries: its trained model (a member scorer), or the nearest released image."""
 
-_RESERVED_OPTIONS = frozenset({"epsilon", "run_dir", "on_progress", "on_epoch"})
+_RESERVED_OPTIONS = frozenset({"epsilon", "run_dir", "resume", "data_ref", "on_progress", "on_epoch"})
 
 
 def _epsilon(config: dict[str, Any], name: str) -> float:

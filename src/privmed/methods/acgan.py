@@ -247,6 +247,8 @@ class ACGAN(DPGenerativeMethod):
         checkpoint_every: int | None = None,
         secure_rng: bool = False,
         run_dir: str | Path | None = None,
+        resume: bool = False,
+        data_ref: str | None = None,
         on_progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
     ) -> None:
@@ -271,6 +273,8 @@ class ACGAN(DPGenerativeMethod):
         self.checkpoint_every = checkpoint_every
         self.secure_rng = secure_rng
         self.run_dir = run_dir
+        self.resume = resume
+        self.data_ref = data_ref
         self.on_progress = on_progress
         self.on_epoch = on_epoch
         self.generator_: ConditionalGenerator | None = None
@@ -315,10 +319,10 @@ class ACGAN(DPGenerativeMethod):
             frequencies = np.bincount(data.labels, minlength=n_classes).astype(np.float64)
         return frequencies / frequencies.sum()
 
-    def fit(self, data: ImageDataset, *, resume: bool = False, data_ref: str | None = None) -> Self:
-        """Train on labelled images ``data``; with ``resume``, continue the run in ``run_dir``.
+    def fit(self, data: ImageDataset) -> Self:
+        """Train on labelled images ``data``; with ``resume`` set, continue the run in ``run_dir``.
 
-        ``data_ref`` (how the data was loaded, e.g. ``phantom-classes:train``) is stored in
+        The run configuration's ``data_ref`` (how the data was loaded, e.g. ``phantom-classes:train``) is stored in
         config.json so the CLI can resume without being told again.
         """
         n_classes = self._check_data(data)
@@ -329,9 +333,9 @@ class ACGAN(DPGenerativeMethod):
         key = dataset_key(data)
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
         run_id = start_run(
-            run, resume, method=METHOD_NAME, params=self.get_params(), data_key=key, plan=plan,
+            run, self.resume, method=METHOD_NAME, params=self.get_params(), data_key=key, plan=plan,
             data_info={
-                "ref": data_ref, "name": data.name, "records": len(data), "record_kind": data.record_kind,
+                "ref": self.data_ref, "name": data.name, "records": len(data), "record_kind": data.record_kind,
                 "image_channels": data.n_channels, "image_size": data.spatial_shape[0],
                 "n_classes": n_classes, "class_names": class_names,
             },
@@ -358,7 +362,7 @@ class ACGAN(DPGenerativeMethod):
         trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            self.report_ = trainer.train(resume=resume)
+            self.report_ = trainer.train(resume=self.resume)
         self.generator_ = generator.eval()
         self.plan_ = plan
         self.class_frequencies_ = frequencies

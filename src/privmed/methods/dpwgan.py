@@ -232,6 +232,8 @@ class DPWGAN(DPGenerativeMethod):
         checkpoint_every: int | None = None,
         secure_rng: bool = False,
         run_dir: str | Path | None = None,
+        resume: bool = False,
+        data_ref: str | None = None,
         on_progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
     ) -> None:
@@ -257,6 +259,8 @@ class DPWGAN(DPGenerativeMethod):
         self.checkpoint_every = checkpoint_every
         self.secure_rng = secure_rng
         self.run_dir = run_dir
+        self.resume = resume
+        self.data_ref = data_ref
         self.on_progress = on_progress
         self.on_epoch = on_epoch
         self.generator_: Generator | None = None
@@ -276,10 +280,10 @@ class DPWGAN(DPGenerativeMethod):
             logger.info("cutting %d patches of %d px per subject", per_subject, self.patch_size)
         return extract_patches(data, self.patch_size, per_subject, seed=self.seed)
 
-    def fit(self, data: ImageDataset, *, resume: bool = False, data_ref: str | None = None) -> Self:
-        """Train on ``data`` (image + label pairs); with ``resume``, continue the run in ``run_dir``.
+    def fit(self, data: ImageDataset) -> Self:
+        """Train on ``data`` (image + label pairs); with ``resume`` set, continue the run in ``run_dir``.
 
-        ``data_ref`` (how the data was loaded, e.g. ``phantom:train``) is stored in config.json so
+        The run configuration's ``data_ref`` (how the data was loaded, e.g. ``phantom:train``) is stored in config.json so
         the CLI can resume without being told again.
         """
         pairs_data = self.training_pairs(data)
@@ -290,9 +294,9 @@ class DPWGAN(DPGenerativeMethod):
         key = dataset_key(data)
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
         run_id = start_run(
-            run, resume, method=METHOD_NAME, params=self.get_params(), data_key=key, plan=plan,
+            run, self.resume, method=METHOD_NAME, params=self.get_params(), data_key=key, plan=plan,
             data_info={
-                "ref": data_ref, "name": data.name, "records": len(pairs_data), "record_kind": pairs_data.record_kind,
+                "ref": self.data_ref, "name": data.name, "records": len(pairs_data), "record_kind": pairs_data.record_kind,
                 "image_channels": pairs_data.n_channels, "image_size": pairs_data.spatial_shape[0],
             },
         )
@@ -322,7 +326,7 @@ class DPWGAN(DPGenerativeMethod):
             np_state = np.random.get_state()
             np.random.seed(self.seed)
             try:
-                self.report_ = trainer.train(resume=resume)
+                self.report_ = trainer.train(resume=self.resume)
             finally:
                 np.random.set_state(np_state)
         self.generator_ = generator.eval()

@@ -132,7 +132,10 @@ class FlowTrainer:
 
     Images are dequantized with ``n_bins`` levels and the loss is bits/dim; with ``n_bins=None``
     (tables) the loss is the negative log-likelihood per dimension in nats. Gradients are clipped to
-    ``max_grad_norm`` for stability. After ``fit``: ``history_`` (one dict per epoch) and
+    ``max_grad_norm`` for stability. The run configuration is set here too: ``run_dir`` (metrics,
+    checkpoints; None keeps nothing), ``resume`` (continue from its checkpoint), ``data_key`` (the
+    ledger key of the training data, kept so privatizing that same data warns), and the
+    ``on_epoch``/``on_batch`` callbacks. After ``fit(data)``: ``history_`` (one dict per epoch) and
     ``latent_min_``/``latent_max_`` (the training latents' per-dimension range).
     """
 
@@ -145,6 +148,12 @@ class FlowTrainer:
         n_bins: int | None = 256,
         max_grad_norm: float = 10.0,
         seed: int = 0,
+        *,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        data_key: str | None = None,
+        on_epoch: EpochCallback | None = None,
+        on_batch: BatchCallback | None = None,
     ) -> None:
         self.flow = flow
         self.epochs = epochs
@@ -153,6 +162,11 @@ class FlowTrainer:
         self.n_bins = n_bins
         self.max_grad_norm = max_grad_norm
         self.seed = seed
+        self.run_dir = run_dir
+        self.resume = resume
+        self.data_key = data_key
+        self.on_epoch = on_epoch
+        self.on_batch = on_batch
         self.history_: list[dict[str, float]] | None = None
         self.latent_min_: Tensor | None = None
         self.latent_max_: Tensor | None = None
@@ -188,34 +202,19 @@ class FlowTrainer:
         self.flow.log_prob(batch, None if labels is None else labels[idx])
         generator.set_state(state)
 
-    def fit(
-        self,
-        data: ImageDataset,
-        run: RunDirectory | None = None,
-        resume: bool = False,
-        data_key: str | None = None,
-        on_epoch: EpochCallback | None = None,
-        on_batch: BatchCallback | None = None,
-    ) -> Self:
+    def fit(self, data: ImageDataset) -> Self:
         """Train on the images (and, for a conditional flow, the class labels) of ``data``."""
         labels = None
         if self.flow.conditional:
             if data.labels is None:
                 raise DataError(f"{data.name}: a conditional flow needs class labels, and this data has none")
             labels = torch.from_numpy(data.labels)
-        return self.fit_tensors(torch.from_numpy(data.images), labels, run, resume, data_key, on_epoch, on_batch)
+        return self.fit_tensors(torch.from_numpy(data.images), labels)
 
-    def fit_tensors(
-        self,
-        inputs: Tensor,
-        labels: Tensor | None = None,
-        run: RunDirectory | None = None,
-        resume: bool = False,
-        data_key: str | None = None,
-        on_epoch: EpochCallback | None = None,
-        on_batch: BatchCallback | None = None,
-    ) -> Self:
+    def fit_tensors(self, inputs: Tensor, labels: Tensor | None = None) -> Self:
         """Train on a tensor of records (images (N, C, H, W) or table rows (N, D))."""
+        run = RunDirectory(self.run_dir) if self.run_dir is not None else None
+        resume, data_key, on_epoch, on_batch = self.resume, self.data_key, self.on_epoch, self.on_batch
         if inputs.shape[0] == 0:
             raise DataError("cannot train a flow on an empty dataset")
         if self.epochs < 1 or self.batch_size < 1:
@@ -311,3 +310,60 @@ class FlowTrainer:
         ids = np.array([f"sample{i}" for i in range(n)])
         samples = ImageDataset(images=images, subjects=ids, sources=ids, labels=None if labels is None else labels.numpy(), name="flow samples")
         return save_pair_grid(samples, path, n=n, columns=8, scale=2)
+
+
+FLOW_NOT_PRIVATE = (
+    "flow training is not differentially private: train the flow on public data, or on data whose use is "
+    "otherwise authorized, never on the images you will privatize"
+)
+
+
+def flow_run(
+    data: ImageDataset,
+    out: str | Path,
+    *,
+    data_ref: str | None = None,
+    conditional: bool = False,
+    coupling: str = "glow",
+    levels: int = 2,
+    depth: int = 4,
+    hidden: int = 32,
+    epochs: int = 10,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    resume: bool = False,
+) -> FlowTrainer:
+    """A :class:`FlowTrainer` for the flow directory ``out``, its config.json written (or, on ``resume``, read).
+
+    A new run builds a Glow (or, ``conditional``, a conditional INN) for ``data``'s image shape; a resumed
+    run keeps its stored architecture and settings, and ``epochs`` may extend it. ``fit(data)`` trains it.
+    In a data-parallel job rank 0 writes the directory.
+    """
+    from privmed.models.flows import ConditionalINN, Glow
+    from privmed.privacy.ledger import dataset_key
+
+    if len(data.spatial_shape) != 2:
+        raise DataError(f"{data.name}: flows take 2D images, got spatial shape {data.spatial_shape}")
+    run = RunDirectory(out)
+    if resume:
+        config = run.read_config()
+        flow = build_flow(config["flow"])
+        config["epochs"] = epochs
+    else:
+        image_shape = (data.n_channels, *data.spatial_shape)
+        if conditional:
+            if data.labels is None:
+                raise DataError(f"{data.name}: a conditional flow needs class labels, and this data has none")
+            flow = ConditionalINN(image_shape, data.n_classes, levels, depth, hidden, coupling, seed)
+        else:
+            flow = Glow(image_shape, levels, depth, hidden, coupling, 0, seed)
+        config = {
+            "command": "privmed train flow", "data": data_ref, "flow": flow.config, "epochs": epochs,
+            "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+        }
+    current_group().main_first(lambda: run.create(config, resume=resume))
+    return FlowTrainer(
+        flow, epochs=config["epochs"], batch_size=config["batch_size"], learning_rate=config["learning_rate"], seed=config["seed"],
+        run_dir=run.path, resume=resume, data_key=dataset_key(data),
+    )

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 class DPGenerativeMethod(GenerativeMethod):
     """What the GANs trained by :class:`DPTrainer` share: options stored in config.json, resume, loading.
 
+    The run configuration (``run_dir``, ``resume``, ``data_ref``: how the data was loaded, kept in
+    config.json) is set in ``__init__`` like any option, so ``fit(data)`` takes the data alone.
+
     A subclass names itself (``method_name`` as in config.json, ``method_label`` for messages), lists
     its constructor options in ``_HYPERPARAMETERS``, and restores its generator in ``load`` from
     what :meth:`_finished_run` returns.
@@ -82,9 +85,9 @@ class DPGenerativeMethod(GenerativeMethod):
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **callbacks: Any) -> Self:
-        """An unfitted model with the options of the run in ``run_dir`` (to resume it with ``fit(data, resume=True)``)."""
+        """An unfitted model with the options of the run in ``run_dir``, set to resume it: ``from_run(run_dir).fit(data)``."""
         config = RunDirectory(run_dir).read_config()
-        return cls(**cls._params_from_config(config), run_dir=run_dir, **callbacks)
+        return cls(**cls._params_from_config(config), run_dir=run_dir, resume=True, data_ref=config.get("data", {}).get("ref"), **callbacks)
 
     @classmethod
     def _finished_run(cls, run_dir: str | Path) -> tuple[Self, dict[str, Any], dict[str, Any]]:

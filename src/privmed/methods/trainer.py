@@ -98,6 +98,11 @@ class PrivateGradient:
         self.group.sum_gradients(self.module)
         return None
 
+    def close(self) -> None:
+        """Hand the module back as a plain module (after training; its parameters require gradients again)."""
+        if self.engine is not None:
+            self.engine.close()
+
     def state_dict(self) -> dict[str, Any]:
         return self.engine.state_dict() if self.engine is not None else {}
 

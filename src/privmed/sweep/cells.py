@@ -72,11 +72,9 @@ def _generative_cell(config: SweepConfig, epsilon: float, seed: int, cell: Path,
     spec = get_method(config.method)
     data = load(config.data)
     if RunDirectory(cell).config_path.exists():
-        model = spec.cls.from_run(cell)
-        model.fit(data, resume=True, data_ref=config.data)
+        model = spec.cls.from_run(cell).fit(data)
     else:
-        model = spec.make(epsilon, seed=seed, run_dir=cell, **config.options)
-        model.fit(data, data_ref=config.data)
+        model = spec.make(epsilon, seed=seed, run_dir=cell, data_ref=config.data, **config.options).fit(data)
     settings = config.evaluation
     n_samples = settings["samples"] or len(data)
     samples = model.sample(n_samples, seed=seed)

@@ -17,7 +17,7 @@ SWEEP_FORMAT = 1
 CONFIG_KEYS = ("method", "data", "test", "options", "evaluation")
 
 # The grid sets these; a configuration may not.
-_GRID_OPTIONS = frozenset({"epsilon", "seed", "run_dir", "on_progress", "on_epoch"})
+_GRID_OPTIONS = frozenset({"epsilon", "seed", "run_dir", "resume", "data_ref", "on_progress", "on_epoch"})
 
 
 def sweep_methods() -> tuple[str, ...]:
