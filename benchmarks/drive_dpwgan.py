@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from privmed.cli.generate import write_samples
 from privmed.data import load
 from privmed.data.dataset import ImageDataset
 from privmed.fileio import write_json_atomic, write_text_atomic
 from privmed.methods.dpwgan import DPWGAN
+from privmed.methods.release import release_from_run
 from privmed.runs import RunDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def run_one(args: argparse.Namespace, data: ImageDataset, unit: str, epsilon: fl
     if status == "reused":
         seconds = earlier.get(os.path.relpath(run_dir, ROOT), math.nan)
     if not (run_dir / "synthetic" / "privacy.json").exists():
-        write_samples(run_dir, args.samples, run_dir / "synthetic", "npz", args.seed)
+        release_from_run(run_dir, run_dir / "synthetic", n=args.samples, seed=args.seed)
     report = json.loads(run.privacy_path.read_text())
     print(f"{run_dir.name}: {status} in {seconds:.0f} s, epsilon {report['epsilon']} per {report['unit']}", flush=True)
     return {"run": os.path.relpath(run_dir, ROOT), "unit": unit, "status": status, "wall_seconds": round(seconds, 1), "privacy": report}

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from privmed.cli._common import console, fit_with_progress, print_privacy_report
 from privmed.cli.dpwgan import WGAN_LOSSES
-from privmed.cli.generate import write_samples
 
 DEMO_DATA = "phantom:train"
 DEMO_TEST = "phantom:test"
@@ -41,12 +40,13 @@ def demo(
     from privmed.data import load
     from privmed.data.grids import save_pair_grid
     from privmed.methods.dpwgan import DPWGAN
+    from privmed.methods.release import release_from_run
 
     run_dir, samples_dir, grid_path = out / "run", out / "synthetic", out / "synthetic_grid.png"
     console.print(f"[bold]privmed demo[/bold]: DP-WGAN on {DEMO_DATA} at epsilon {DEMO_EPSILON:g} per patch -> {out}")
     model = DPWGAN(DEMO_EPSILON, seed=seed, run_dir=run_dir, data_ref=DEMO_DATA, **DEMO_OPTIONS)
     report = fit_with_progress(model, DEMO_DATA, label="DP-WGAN demo", losses=WGAN_LOSSES)
-    data_path = write_samples(run_dir, DEMO_SAMPLES, samples_dir, "npz", seed)
+    data_path = release_from_run(run_dir, samples_dir, n=DEMO_SAMPLES, seed=seed).data_path
     synthetic = load(str(data_path))
     save_pair_grid(synthetic, grid_path, n=32, columns=8, scale=3)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,11 +106,10 @@ def _train_flow(
 def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output_format: OutputFormat, seed: int | None, trained: TrainedFlow | None, description: str) -> None:
     """Reserve the budget, privatize, write data and privacy.json, settle, print the guarantee."""
     from privmed.methods.flow_training import FLOW_NOT_PRIVATE
-    from privmed.methods.local_dp import release
+    from privmed.methods.release import release
     from privmed.privacy.ledger import dataset_key
 
-    privacy_path = out / "privacy.json"
-    if privacy_path.exists():
+    if (out / "privacy.json").exists():
         raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
     method.check_data(dataset)
     if trained is not None and trained.data_key == dataset_key(dataset):
@@ -119,14 +117,10 @@ def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output
             f"[bold yellow]warning:[/bold yellow] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
             highlight=False,
         )
-    out.mkdir(parents=True, exist_ok=True)
     target = out / f"data.{output_format.value}" if output_format is OutputFormat.npz else out / "images"
     with console.status(f"privatizing {len(dataset)} images with {method.method_name}"):
-        _, report, data_path = release(
-            method, dataset, target, privacy_path, release_id=f"{method.method_name}-{uuid.uuid4().hex[:12]}",
-            description=description, output_format=output_format.value, seed=seed,
-        )
-    _print_report(report.to_dict(), data_path, privacy_path)
+        done = release(method, out, data=dataset, data_path=target, description=description, output_format=output_format.value, seed=seed)
+    _print_report(done.report.to_dict(), done.data_path, done.privacy_path)
 
 
 def _print_report(report: dict[str, Any], data_path: Path, privacy_path: Path) -> None:

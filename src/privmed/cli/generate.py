@@ -2,54 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from enum import Enum
 from pathlib import Path
 
 import typer
 
 from privmed.cli._common import console
-from privmed.errors import PrivmedError
-
-DATA_NAME = "data"
 
 
 class OutputFormat(str, Enum):
     npz = "npz"
     png = "png"
     nifti = "nifti"
-
-
-def output_path(out: Path, output_format: OutputFormat | str) -> Path:
-    """Where ``generate`` writes the data inside ``out``: data.npz, or a data/ folder for png and nifti."""
-    output_format = OutputFormat(output_format)
-    return out / (f"{DATA_NAME}.npz" if output_format is OutputFormat.npz else DATA_NAME)
-
-
-def write_samples(
-    run_dir: Path, n: int, out: Path, output_format: OutputFormat | str = "npz", seed: int | None = None, class_label: str | None = None
-) -> Path:
-    """Sample ``n`` records from the run, save them under ``out`` and copy the run's privacy.json there.
-
-    The run's method is read from its config.json; ``class_label`` (index or name) is for class-conditional runs.
-    """
-    from privmed.data import save
-    from privmed.methods.registry import MethodKind, method_of_run
-    from privmed.runs import RunDirectory
-
-    if (out / "privacy.json").exists():
-        raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
-    spec = method_of_run(run_dir)
-    if spec.kind is not MethodKind.GENERATIVE:
-        raise PrivmedError(f"{run_dir} is a {spec.name!r} run, which samples nothing: generate needs a generative method's run")
-    if class_label is not None and not spec.class_conditional:
-        raise PrivmedError(f"{run_dir} is a {spec.name!r} run: --class needs a class-conditional run (privmed train acgan)")
-    model = spec.load_run(run_dir)
-    samples = model.sample(n, seed=seed, class_label=class_label) if class_label is not None else model.sample(n, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
-    path = save(samples, output_path(out, output_format), format=OutputFormat(output_format).value)
-    shutil.copyfile(RunDirectory(run_dir).privacy_path, out / "privacy.json")
-    return Path(path)
 
 
 def generate(
@@ -67,9 +31,10 @@ def generate(
     Sampling is post-processing of the private training, so the samples carry the run's guarantee,
     however many are drawn; privacy.json is copied next to them to say so.
     """
+    from privmed.methods.release import release_from_run
     from privmed.privacy.report import PrivacyReport
 
-    path = write_samples(run_dir, n, out, output_format, seed, class_label)
+    path = release_from_run(run_dir, out, n=n, seed=seed, output_format=output_format.value, class_label=class_label).data_path
     report = PrivacyReport.from_json(out / "privacy.json")
     console.print(f"wrote {n} synthetic records to {path} (load it with: privmed data info {path})")
     console.print(f"guarantee: {report.summary_line()} (privacy.json beside the data)", highlight=False)

@@ -14,7 +14,6 @@ import secrets
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Self
 
 import numpy as np
@@ -215,35 +214,3 @@ def privatize_in_latent_space(
         return flow.decode(perturb(flow.encode(records.to(dtype), condition)), condition)
     finally:
         flow.train(was_training)
-
-
-def release(
-    method: LaplacePrivatizer,
-    data: ImageDataset,
-    data_path: Path,
-    privacy_path: Path,
-    *,
-    release_id: str,
-    description: str,
-    output_format: str = "npz",
-    overwrite: bool = False,
-    seed: int | None = None,
-) -> tuple[ImageDataset, PrivacyReport, Path]:
-    """One local-DP release, booked: reserve its epsilon in the ledger, privatize, write the data, then
-    privacy.json, then settle. Returns the privatized data, its report and where the data went.
-
-    The CLI and the sweep both release through here, so a release is never written without being booked.
-    """
-    from privmed.data import save
-    from privmed.privacy.ledger import BudgetLedger
-
-    method.check_data(data)
-    unit = PrivacyUnit.IMAGE if data.record_kind == "image" else PrivacyUnit.RECORD
-    ledger = BudgetLedger()
-    ledger.reserve(dataset_key(data), release_id, method.release_epsilon, 0.0, unit, description)
-    privatized = method.privatize(data, seed=seed)
-    report = method.privacy_report()
-    written = save(privatized, data_path, format=output_format, overwrite=overwrite)
-    report.to_json(privacy_path)
-    ledger.settle(release_id, report.epsilon)
-    return privatized, report, written

@@ -136,15 +136,14 @@ def _release_id(cell: Path, stale_release: bool) -> str:
 
 def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Path, privacy_path: Path, data_path: Path) -> ImageDataset:
     """Reserve, privatize, write data.npz and privacy.json, settle: the steps of ``privmed privatize``."""
-    from privmed.methods.local_dp import release
+    from privmed.methods.release import release
 
     method = get_method(config.method).make(epsilon, **config.options)
     release_id = _release_id(cell, stale_release=data_path.exists())
-    privatized, _, _ = release(
-        method, data, data_path, privacy_path, release_id=release_id,
+    return release(
+        method, cell, data=data, data_path=data_path, release_id=release_id,
         description=f"sweep {config.method} epsilon={epsilon:g} cell={cell}", overwrite=True,
-    )
-    return privatized
+    ).data
 
 
 def _settle(cell: Path, privacy_path: Path) -> None:
