@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from privmed.errors import PrivmedError
 from privmed.privacy.units import plural
@@ -44,8 +44,45 @@ SECURE_RNG_TRAINING_COST = (
 SECURE_RNG_RELEASE_COST = "none: secure Laplace noise is drawn faster than torch's (0.12 s against 0.35 s of CPU time for 7.8M values)"
 
 
+_METAVARS = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
+
+
+def _plain_label(param: TyperOption | TyperArgument) -> str:
+    """Click's name for a parameter's value: TEXT, INTEGER, FLOAT, PATH, or the choices as a|b."""
+    described = param.type_descriptor
+    if described.is_choice and described.choices:
+        return "|".join(str(getattr(choice, "value", choice)) for choice in described.choices)
+    if described.is_path:
+        return "PATH"
+    return _METAVARS.get(described.annotation, param.bare_type().upper())
+
+
+def _plain_metavars(params: list[Any]) -> None:
+    """Name parameter values as click does (TEXT, INTEGER, PATH, a|b), and flags not at all.
+
+    Typer's help would tag every parameter with its Python type (``<str>``, ``<bool>``), which reads as noise.
+    """
+    for param in params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            param.metavar = "" if param.is_flag else _plain_label(param)
+        elif isinstance(param, TyperArgument):
+            label = _plain_label(param)
+            param.display_type_rich = lambda ctx, label=label: label  # the name column keeps the argument's own name
+
+
 class PrivmedGroup(TyperGroup):
-    """A command group that reports a :class:`PrivmedError` as one red line and exit code 1."""
+    """A command group that reports a :class:`PrivmedError` as one red line and exit code 1, with plain option help."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _plain_metavars(params)
+        return params
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not isinstance(command, TyperGroup):
+            _plain_metavars([*command.params, command.get_help_option(ctx)])
+        return command
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -71,7 +108,7 @@ def training_progress(label: str, losses: dict[str, str], *, enabled: bool = Tru
         yield lambda event: None
         return
     loss_columns = " | ".join(f"{name} {{task.fields[{key}]}}" for key, name in losses.items())
-    with Progress(
+    progress = Progress(
         TextColumn(f"[bold]{label}[/bold] epoch {{task.fields[epoch]}}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -79,15 +116,22 @@ def training_progress(label: str, losses: dict[str, str], *, enabled: bool = Tru
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-    ) as progress:
-        task = progress.add_task(label, total=None, epoch="-", epsilon="-", **{key: "-" for key in losses})
+    )
+    task = progress.add_task(label, total=None, epoch="-", epsilon="-", **{key: "-" for key in losses})
 
-        def on_progress(event: "TrainingProgress") -> None:
-            fields: dict[str, Any] = {"epoch": f"{event.epoch}/{event.total_epochs}", "epsilon": f"{event.epsilon:.3g}"}
-            fields.update({key: f"{event.metrics[key]:+.4f}" for key in losses if key in event.metrics})
-            progress.update(task, completed=event.step, total=event.total_steps, **fields)
+    def on_progress(event: "TrainingProgress") -> None:
+        # The bar appears with the first private step: a bad option is refused (one red line) before any bar is drawn.
+        if not progress.live.is_started:
+            progress.start()
+        fields: dict[str, Any] = {"epoch": f"{event.epoch}/{event.total_epochs}", "epsilon": f"{event.epsilon:.3g}"}
+        fields.update({key: f"{event.metrics[key]:+.4f}" for key in losses if key in event.metrics})
+        progress.update(task, completed=event.step, total=event.total_steps, **fields)
 
+    try:
         yield on_progress
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def print_privacy_report(report: "PrivacyReport", run_dir: Path | None = None, steps_name: str = "steps") -> None:

@@ -3,7 +3,8 @@
 A reference is ``PATH`` or ``PATH:SPLIT`` (the split follows the last colon, and only counts as one
 when the part before it is an existing path or an embedded name), or one of the embedded phantoms
 ``phantom[:train|test]`` (vessel images with labels) and ``phantom-classes[:train|test]`` (two
-classes), which need no files. Embedded names win over a file of the same name (write ``./phantom``).
+classes), which need no files. Embedded names win over a file of the same name (write ``./phantom``). A release
+directory written by ``privmed generate`` or ``privmed privatize`` names the data inside it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ EMBEDDED: dict[str, _Embedded] = {
 """Embedded refs. Options: ``n`` (images in the split) and ``size`` (pixels per side)."""
 
 
+RELEASE_DATA = ("data.npz", "data", "images")
+"""Where a release directory (``privmed generate`` / ``privatize`` output, with its privacy.json) keeps its data."""
+
+
+def release_data(path: Path) -> Path:
+    """The data inside a release directory (privacy.json beside data.npz, data/ or images/); any other path unchanged."""
+    if path.is_dir() and (path / "privacy.json").is_file():
+        for name in RELEASE_DATA:
+            if (path / name).exists():
+                return path / name
+    return path
+
+
 def parse_ref(ref: str) -> tuple[str, str | None]:
     """Split a reference into (path or embedded name, split or None)."""
     ref = str(ref)
@@ -68,9 +82,9 @@ def _source(ref: str) -> tuple[str, str | None, Reader | _Embedded, list[str]]:
     source, split = parse_ref(ref)
     if source in EMBEDDED:
         return source, split, EMBEDDED[source], list(EMBEDDED[source].splits)
-    path = Path(source)
+    path = release_data(Path(source))
     reader = reader_for(path)
-    return source, split, reader, reader.splits(path)
+    return str(path), split, reader, reader.splits(path)
 
 
 def _read(handler: Reader | _Embedded, source: str, split: str, options: dict[str, Any]) -> ImageDataset:

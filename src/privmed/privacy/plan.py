@@ -15,7 +15,7 @@ from typing import Any
 from privmed.errors import PrivacyError, PrivmedError
 from privmed.privacy.calibration import check_delta, check_epsilon, dpsgd_noise_multiplier
 from privmed.privacy.report import DPSGD_MECHANISM, PrivacyReport
-from privmed.privacy.units import PrivacyUnit
+from privmed.privacy.units import PrivacyUnit, plural
 
 NON_PRIVATE_MECHANISM = "none (non-private reference: no privacy guarantee)"
 
@@ -90,7 +90,7 @@ def plan_training(
         raise PrivmedError(f"batch size must be positive, got {batch_size}")
     if batch_size > n_units:
         raise PrivmedError(
-            f"batch size {batch_size} exceeds the {n_units} privacy units ({unit.describe(record_kind)}s) in the data: "
+            f"batch size {batch_size} exceeds the {n_units} privacy units ({plural(unit.describe(record_kind))}) in the data: "
             "lower --batch-size or use more data"
         )
     if max_steps is None and (epochs is None or epochs < 1):
