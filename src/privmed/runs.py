@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ import torch
 
 from privmed.errors import PrivmedError
 from privmed.fileio import atomic_path, write_json_atomic
+
+
+def run_config(method: str, params: dict[str, Any], data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The one config.json schema of a run: the method's name, a fresh run id, its options, its data, then extras.
+
+    ``params`` are the method's constructor options (a resume must match them); ``data`` holds at least
+    ``key`` (the ledger key) and ``ref`` (how the data was loaded, so a resume needs not be told again).
+    """
+    return {"method": method, "run_id": uuid.uuid4().hex, "params": params, "data": data, **extra}
 
 
 class RunDirectory:

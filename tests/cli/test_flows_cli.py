@@ -38,7 +38,8 @@ def test_train_flow_writes_a_run(flow_dir: Path) -> None:
     assert (flow_dir / "checkpoints" / "latest.pt").is_file()
     assert (flow_dir / "samples" / "samples.png").is_file()
     config = json.loads((flow_dir / "config.json").read_text())
-    assert config["flow"]["kind"] == "cinn" and config["flow"]["coupling"] == "gin"
+    assert config["method"] == "flow" and config["data"]["ref"] == TRAIN  # the one run-config schema
+    assert config["params"]["flow"]["kind"] == "cinn" and config["params"]["flow"]["coupling"] == "gin"
 
 
 def _privatize(args: list[str]) -> tuple[int, str]:

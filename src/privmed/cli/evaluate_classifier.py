@@ -115,7 +115,7 @@ def detection(
     normal, mixture = load_trained_flow(normal_flow), load_trained_flow(mixture_flow)
     for name, trained in (("--normal-flow", normal), ("--mixture-flow", mixture)):
         if trained.flow.conditional:
-            raise PrivmedError(f"{name} {trained.config.get('data', '')}: detection needs unconditional flows (p(x), not p(x | class))")
+            raise PrivmedError(f"{name} {trained.config.get('data', {}).get('ref', '')}: detection needs unconditional flows (p(x), not p(x | class))")
     result = detection_auc(normal.flow, mixture.flow, images, normal_label=normal_label, seed=seed)
     payload = {"data": data, "normal_flow": str(normal_flow), "mixture_flow": str(mixture_flow), "normal_label": normal_label, **result.to_dict()}
     write_json_atomic(out / "metrics.json", payload)

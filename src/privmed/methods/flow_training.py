@@ -31,7 +31,7 @@ from privmed.data.grids import save_pair_grid
 from privmed.errors import DataError, PrivmedError
 from privmed.models.flows import InvertibleFlow, build_flow
 from privmed.privacy.distributed import ReplicaGroup, current_group
-from privmed.runs import RunDirectory
+from privmed.runs import RunDirectory, run_config
 
 logger = logging.getLogger(__name__)
 
@@ -347,9 +347,9 @@ def flow_run(
         raise DataError(f"{data.name}: flows take 2D images, got spatial shape {data.spatial_shape}")
     run = RunDirectory(out)
     if resume:
-        config = run.read_config()
-        flow = build_flow(config["flow"])
-        config["epochs"] = epochs
+        params = run.read_config()["params"]
+        flow = build_flow(params["flow"])
+        params["epochs"] = epochs
     else:
         image_shape = (data.n_channels, *data.spatial_shape)
         if conditional:
@@ -358,12 +358,11 @@ def flow_run(
             flow = ConditionalINN(image_shape, data.n_classes, levels, depth, hidden, coupling, seed)
         else:
             flow = Glow(image_shape, levels, depth, hidden, coupling, 0, seed)
-        config = {
-            "command": "privmed train flow", "data": data_ref, "flow": flow.config, "epochs": epochs,
-            "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-        }
+        params = {"flow": flow.config, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}
+    key = dataset_key(data)
+    config = run_config("flow", params, {"key": key, "ref": data_ref, "name": data.name, "records": len(data)})
     current_group().main_first(lambda: run.create(config, resume=resume))
     return FlowTrainer(
-        flow, epochs=config["epochs"], batch_size=config["batch_size"], learning_rate=config["learning_rate"], seed=config["seed"],
-        run_dir=run.path, resume=resume, data_key=dataset_key(data),
+        flow, epochs=params["epochs"], batch_size=params["batch_size"], learning_rate=params["learning_rate"], seed=params["seed"],
+        run_dir=run.path, resume=resume, data_key=key,
     )

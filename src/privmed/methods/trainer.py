@@ -45,7 +45,7 @@ from privmed.privacy.ledger import BudgetLedger
 from privmed.privacy.plan import TrainingPlan
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.sampling import PoissonUnitSampler
-from privmed.runs import RunDirectory
+from privmed.runs import RunDirectory, run_config
 
 logger = logging.getLogger(__name__)
 
@@ -429,9 +429,7 @@ def _start_run(
         if config.get("params") != params:
             raise PrivmedError(f"{run.path} was started with other options: resume it with from_run(RUN_DIR) or --resume alone")
         return str(config["run_id"])
-    run_id = uuid.uuid4().hex
-    config = {"method": method, "run_id": run_id, "params": params, "data": {"key": data_key, **data_info}}
-    config.update(extra or {})
+    config = run_config(method, params, {"key": data_key, **data_info}, **(extra or {}))
     config["plan"] = plan.to_dict()
     run.create(config)
-    return run_id
+    return str(config["run_id"])
