@@ -47,7 +47,8 @@ def test_attack_reports_leak_with_dp_bound(leaky_release: tuple[Path, Path], tmp
 def test_attack_with_unreadable_release_writes_nothing(leaky_release: tuple[Path, Path], tmp_path: Path) -> None:
     members, _ = leaky_release
     out = tmp_path / "attack"
-    result = runner.invoke(app, ["evaluate", "attack", "--members", str(members), "--non-members", "phantom-classes:test", "--release", str(tmp_path / "missing.npz"), "--out", str(out), *FAST])
+    result = runner.invoke(app, ["evaluate", "attack", "--members", str(members), "--non-members", "phantom-classes:test",
+                                 "--release", str(tmp_path / "missing.npz"), "--out", str(out), *FAST])
     assert result.exit_code == 1
     assert "error" in result.output and "Traceback" not in result.output
     assert not out.exists()

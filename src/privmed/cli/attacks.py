@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -11,7 +10,6 @@ from rich.table import Table
 
 from privmed.cli._common import console, print_json
 from privmed.errors import PrivmedError
-from privmed.fileio import write_json_atomic
 from privmed.privacy.report import PrivacyReport
 
 
@@ -139,56 +137,19 @@ def audit(
 ) -> None:
     """Empirical lower bound on epsilon by one-run auditing (Steinke, Nasr & Jagielski 2023).
 
-    Marked canary images are each added to the training data with probability 1/2; after training, the release (or the model) is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (acgan, pixel-ldp or memorize), epsilon (acgan, pixel-ldp; a number or "inf"), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), canary_side (side of the bright square, default a sixth of the image), mislabel (give each canary another class; default true for acgan), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (default: the method's own), confidence (0.95), seed (0). For acgan also: options (ACGAN keywords, e.g. {"max_steps": 2000, "batch_size": 64}), score ("model": the discriminator's score, default; "release": the nearest of "samples" released images), run_dir (keep the training runs there; default: a temporary folder).
+    Marked canary images are each added to the training data with probability 1/2; after training, the release (or the model) is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (a generative or privatizing method such as acgan or pixel-ldp, or memorize), epsilon (a number or "inf"; not for memorize), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), canary_side (side of the bright square, default a sixth of the image), mislabel (give each canary another class; default true for class-conditional methods such as acgan), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (default: the method's own), confidence (0.95), seed (0), options (the method's keywords, e.g. {"max_steps": 2000, "batch_size": 64} for acgan). For a generative method also: score ("model": its trained model's score, the default where it offers one, e.g. acgan's discriminator; "release": the nearest of "samples" released images), run_dir (keep the training runs there; default: a temporary folder).
     """
-    import tempfile
+    from privmed.evaluate.audit import run_audit
 
-    from privmed.data import load
-    from privmed.evaluate.audit import auditable_from_config, audited_spec, make_canaries, one_run_audit
-    from privmed.methods.registry import MethodKind
-
-    config_path = config_or_run / "config.json" if config_or_run.is_dir() else config_or_run
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrivmedError(f"{config_path}: no audit configuration there") from None
-    except json.JSONDecodeError as exc:
-        raise PrivmedError(f"{config_path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or "data" not in config:
-        raise PrivmedError(f"{config_path}: the audit configuration must be a JSON object with a 'data' reference")
-    with tempfile.TemporaryDirectory(prefix="privmed-audit-") as scratch:
-        method = auditable_from_config(config, run_root=Path(config["run_dir"]) if "run_dir" in config else Path(scratch))
-        spec = audited_spec(config)
-        data = load(str(config["data"]))
-        n_canaries = int(config.get("canaries", 100))
-        seed = int(config.get("seed", 0))
-        canary_options = {"seed": seed, "side": int(config["canary_side"]) if "canary_side" in config else None,
-                          "mislabel": bool(config.get("mislabel", spec is not None and spec.class_conditional))}
-        if "canary_pool" in config:
-            canaries = make_canaries(load(str(config["canary_pool"])), n_canaries, **canary_options)
-        else:
-            if n_canaries >= len(data):
-                raise PrivmedError(f"{config['data']}: {len(data)} images cannot give {n_canaries} canaries and leave training data")
-            canaries = make_canaries(data.subset(range(n_canaries)), n_canaries, **canary_options)
-            data = data.subset(range(n_canaries, len(data)))
-        runs = int(config.get("runs", 1))
-        with _progress(as_json) as progress:
-            task = progress.add_task("training with canaries", total=runs)
-            result = one_run_audit(
-                method, data, canaries, k_plus=int(config["k_plus"]) if "k_plus" in config else None, k_minus=int(config["k_minus"]) if "k_minus" in config else None, runs=runs,
-                delta=float(config["delta"]) if "delta" in config else None, confidence=float(config.get("confidence", 0.95)), seed=seed,
-                on_run=lambda done, total: progress.update(task, completed=done),
-            )
-    payload = {"method": config.get("method"), "data": config["data"], **result.to_dict()}
-    if spec is not None and spec.kind is MethodKind.GENERATIVE:
-        payload["score"] = str(config.get("score", "model" if spec.member_scorer is not None else "release"))
-    target = write_json_atomic((out or config_path.parent) / "audit.json", payload)
+    with _progress(as_json) as progress:
+        task = progress.add_task("training with canaries", total=None)
+        result, payload, target = run_audit(config_or_run, out, on_run=lambda done, total: progress.update(task, completed=done, total=total))
     if as_json:
         print_json(payload)
         return
     console.print(
-        f"{result.correct} of {result.guesses} guesses right on {result.canaries} canaries: epsilon >= {result.epsilon_lower_bound:.3f} per {result.unit} "
-        f"with {result.confidence:.0%} confidence (delta={result.delta:g})"
+        f"{result.correct} of {result.guesses} guesses right on {result.canaries} canaries: epsilon >= {result.epsilon_lower_bound:.3f} "
+        f"per {result.unit} with {result.confidence:.0%} confidence (delta={result.delta:g})"
     )
     if result.claimed_epsilon is not None:
         verdict = "[green]consistent with[/green]" if result.consistent else "[bold red]EXCEEDS[/bold red]"

@@ -448,3 +448,65 @@ def auditable_from_config(config: dict[str, Any], run_root: str | Path | None = 
     epsilon = _epsilon(config, spec.name)
     options = _options(config, spec)  # validates epsilon and options with the method's own messages
     return ReleaseAudit(lambda: spec.make(epsilon, **options))
+
+
+def read_audit_config(config_or_run: str | Path) -> tuple[dict[str, Any], Path]:
+    """The audit configuration in a JSON file, or in a folder's config.json, and that file's path."""
+    import json
+
+    config_or_run = Path(config_or_run)
+    config_path = config_or_run / "config.json" if config_or_run.is_dir() else config_or_run
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PrivmedError(f"{config_path}: no audit configuration there") from None
+    except json.JSONDecodeError as exc:
+        raise PrivmedError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or "data" not in config:
+        raise PrivmedError(f"{config_path}: the audit configuration must be a JSON object with a 'data' reference")
+    return config, config_path
+
+
+def _canaries_and_data(config: dict[str, Any], spec: MethodSpec | None) -> tuple[ImageDataset, ImageDataset]:
+    """The canaries (from ``canary_pool``, else cut from the front of the data) and the training data left."""
+    from privmed.data import load
+
+    data = load(str(config["data"]))
+    n_canaries = int(config.get("canaries", 100))
+    options = {"seed": int(config.get("seed", 0)), "side": int(config["canary_side"]) if "canary_side" in config else None,
+               "mislabel": bool(config.get("mislabel", spec is not None and spec.class_conditional))}
+    if "canary_pool" in config:
+        return make_canaries(load(str(config["canary_pool"])), n_canaries, **options), data
+    if n_canaries >= len(data):
+        raise PrivmedError(f"{config['data']}: {len(data)} images cannot give {n_canaries} canaries and leave training data")
+    return make_canaries(data.subset(range(n_canaries)), n_canaries, **options), data.subset(range(n_canaries, len(data)))
+
+
+def run_audit(
+    config_or_run: str | Path, out: str | Path | None = None, on_run: Callable[[int, int], None] | None = None
+) -> tuple[AuditResult, dict[str, Any], Path]:
+    """Run the audit a configuration file describes (see ``privmed audit --help`` for its keys) and write audit.json.
+
+    Returns the result, the JSON payload written, and where it went (``out``, default: beside the configuration).
+    """
+    import tempfile
+
+    from privmed.fileio import write_json_atomic
+    from privmed.methods.registry import MethodKind
+
+    config, config_path = read_audit_config(config_or_run)
+    with tempfile.TemporaryDirectory(prefix="privmed-audit-") as scratch:
+        method = auditable_from_config(config, run_root=Path(config["run_dir"]) if "run_dir" in config else Path(scratch))
+        spec = audited_spec(config)
+        canaries, data = _canaries_and_data(config, spec)
+        result = one_run_audit(
+            method, data, canaries, k_plus=int(config["k_plus"]) if "k_plus" in config else None,
+            k_minus=int(config["k_minus"]) if "k_minus" in config else None, runs=int(config.get("runs", 1)),
+            delta=float(config["delta"]) if "delta" in config else None, confidence=float(config.get("confidence", 0.95)),
+            seed=int(config.get("seed", 0)), on_run=on_run,
+        )
+    payload = {"method": config.get("method"), "data": config["data"], **result.to_dict()}
+    if spec is not None and spec.kind is MethodKind.GENERATIVE:
+        payload["score"] = str(config.get("score", "model" if spec.member_scorer is not None else "release"))
+    target = write_json_atomic(Path(out or config_path.parent) / "audit.json", payload)
+    return result, payload, Path(target)

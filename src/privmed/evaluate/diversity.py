@@ -38,7 +38,10 @@ class UmapProjection:
     synthetic_labels: np.ndarray | None
 
 
-def umap_projection(real_features: np.ndarray, synthetic_features: np.ndarray, *, n_neighbors: int = 15, seed: int = 0, real_labels: np.ndarray | None = None, synthetic_labels: np.ndarray | None = None) -> UmapProjection:
+def umap_projection(
+    real_features: np.ndarray, synthetic_features: np.ndarray, *, n_neighbors: int = 15, seed: int = 0,
+    real_labels: np.ndarray | None = None, synthetic_labels: np.ndarray | None = None,
+) -> UmapProjection:
     """Fit UMAP on the real features only and project the synthetic features into it."""
     import umap  # imported here: umap-learn compiles with numba on first import, slow for other commands
 

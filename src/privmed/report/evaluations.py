@@ -272,7 +272,8 @@ def _attack(path: Path, payload: dict[str, Any], release: Path, privacy: Privacy
     if candidates:
         block.notes.append(f"{candidates.get('members', '?')} member and {candidates.get('non_members', '?')} non-member candidates.")
     block.notes += [str(note) for note in payload.get("notes", [])]
-    block.images += [(caption, path.parent / name) for name, caption in (("roc.png", "ROC curves with the DP bound"), ("roc_controls.png", "ROC curves of the controls")) if (path.parent / name).is_file()]
+    figures = (("roc.png", "ROC curves with the DP bound"), ("roc_controls.png", "ROC curves of the controls"))
+    block.images += [(caption, path.parent / name) for name, caption in figures if (path.parent / name).is_file()]
     return block
 
 
