@@ -14,8 +14,6 @@ from privmed.cli._common import SECURE_RNG_HELP, SECURE_RNG_RELEASE_COST, consol
 from privmed.errors import PrivmedError
 
 if TYPE_CHECKING:
-    from privmed.data.dataset import ImageDataset
-    from privmed.methods.flow_training import TrainedFlow
     from privmed.methods.local_dp import LaplacePrivatizer
     from privmed.privacy.distributed import ReplicaGroup
 
@@ -103,16 +101,17 @@ def _train_flow(
     console.print(f"flow saved in {out} (checkpoints/latest.pt); samples in {grid}")
 
 
-def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output_format: OutputFormat, seed: int | None, trained: TrainedFlow | None, description: str) -> None:
-    """Reserve the budget, privatize, write data and privacy.json, settle, print the guarantee."""
-    from privmed.methods.flow_training import FLOW_NOT_PRIVATE
+def _release(method: LaplacePrivatizer, data: str, out: Path, output_format: OutputFormat, seed: int | None, flow_dir: Path | None, description: str) -> None:
+    """Privatize ``data`` into ``out`` through the one booked release path, warning first if the flow saw that data."""
+    from privmed.data import load
+    from privmed.methods.flow_training import FLOW_NOT_PRIVATE, flow_saw
     from privmed.methods.release import release
-    from privmed.privacy.ledger import dataset_key
 
     if (out / "privacy.json").exists():
         raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
+    dataset = load(data)
     method.check_data(dataset)
-    if trained is not None and trained.data_key == dataset_key(dataset):
+    if flow_dir is not None and flow_saw(flow_dir, dataset):
         err_console.print(
             f"[bold yellow]warning:[/bold yellow] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
             highlight=False,
@@ -143,12 +142,6 @@ def _secure(secure_rng: bool, seed: int | None) -> bool:
     return secure_rng
 
 
-def _load_flow(flow_dir: Path) -> TrainedFlow:
-    from privmed.methods.flow_training import load_trained_flow
-
-    return load_trained_flow(flow_dir)
-
-
 def cadp(
     flow_dir: Path = typer.Argument(..., help="A flow directory from 'privmed train flow' (use --conditional for CADP proper)."),
     data: str = typer.Option(..., "--data", help="The images to privatize (a dataset ref)."),
@@ -164,13 +157,10 @@ def cadp(
 
     Noise scale 2S/epsilon gives epsilon-DP per image (two clipped latents differ by up to 2S in L1). A conditional flow decodes with each image's own class label, which is released unchanged (treated as public). Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
     """
-    from privmed.data import load
     from privmed.methods.cadp import CADP
 
-    trained = _load_flow(flow_dir)
-    dataset = load(data)
-    method = CADP(trained.flow, epsilon, clip, paper_scale=paper_scale, secure_rng=_secure(secure_rng, seed))
-    _release(method, dataset, out, output_format, seed, trained, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
+    method = CADP.from_flow_dir(epsilon, flow_dir, clip, paper_scale, secure_rng=_secure(secure_rng, seed))
+    _release(method, data, out, output_format, seed, flow_dir, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
 
 
 def dpglow(
@@ -187,15 +177,10 @@ def dpglow(
 
     The L1 sensitivity is the sum of the box widths, so the noise scale is sum(w)/epsilon for epsilon-DP per image. The report sets this beside seed 003's per-pixel convention and what its own noise calibration really gives. Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
     """
-    from privmed.data import load
     from privmed.methods.dpglow import DPGLOW
 
-    trained = _load_flow(flow_dir)
-    if trained.latent_min is None or trained.latent_max is None:
-        raise PrivmedError(f"{flow_dir}: the flow has no training latent range (train it to the last epoch first)")
-    dataset = load(data)
-    method = DPGLOW(trained.flow, epsilon, alpha, secure_rng=_secure(secure_rng, seed)).fit_range(trained.latent_min, trained.latent_max)
-    _release(method, dataset, out, output_format, seed, trained, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
+    method = DPGLOW.from_flow_dir(epsilon, flow_dir, alpha, secure_rng=_secure(secure_rng, seed))
+    _release(method, data, out, output_format, seed, flow_dir, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
 
 
 def pixel_ldp(
@@ -210,9 +195,7 @@ def pixel_ldp(
 
     Pixels lie in [0, 1], so the L1 sensitivity is the number of values per image and the noise scale is that number over epsilon. Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
     """
-    from privmed.data import load
     from privmed.methods.pixel_ldp import PixelLDP
 
-    dataset = load(data)
-    method = PixelLDP(epsilon, secure_rng=_secure(secure_rng, seed)).fit(dataset)
-    _release(method, dataset, out, output_format, seed, None, f"pixel LDP epsilon={epsilon:g}")
+    method = PixelLDP(epsilon, secure_rng=_secure(secure_rng, seed))
+    _release(method, data, out, output_format, seed, None, f"pixel LDP epsilon={epsilon:g}")

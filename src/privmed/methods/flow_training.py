@@ -312,6 +312,13 @@ class FlowTrainer:
         return save_pair_grid(samples, path, n=n, columns=8, scale=2)
 
 
+def flow_saw(flow_dir: str | Path, data: ImageDataset) -> bool:
+    """Whether the flow in ``flow_dir`` was trained on ``data`` itself (flow training is not private: warn then)."""
+    from privmed.privacy.ledger import dataset_key
+
+    return load_trained_flow(flow_dir).data_key == dataset_key(data)
+
+
 FLOW_NOT_PRIVATE = (
     "flow training is not differentially private: train the flow on public data, or on data whose use is "
     "otherwise authorized, never on the images you will privatize"

@@ -76,10 +76,9 @@ def _warn_if_flow_saw_the_data(config: SweepConfig) -> None:
     if "flow" not in config.options:
         return
     from privmed.data import load
-    from privmed.methods.flow_training import load_trained_flow
-    from privmed.privacy.ledger import dataset_key
+    from privmed.methods.flow_training import flow_saw
 
-    if load_trained_flow(config.options["flow"]).data_key == dataset_key(load(config.data)):
+    if flow_saw(config.options["flow"], load(config.data)):
         logger.warning(
             "the flow %s was trained on the data this sweep privatizes (%s): flow training is not private, so these "
             "images are not protected by the releases' epsilon; train the flow on public data", config.options["flow"], config.data,
