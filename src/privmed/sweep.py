@@ -56,9 +56,9 @@ RAY_MISSING = "privmed sweep runs on Ray, which is not installed: pip install 'p
 _GRID_OPTIONS = frozenset({"epsilon", "seed", "run_dir", "on_progress", "on_epoch"})
 # Local-DP options: (required, optional) keys.
 _LOCAL_DP_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "cadp": (frozenset({"flow", "clip"}), frozenset({"paper_scale", "secure_rng"})),
-    "dpglow": (frozenset({"flow"}), frozenset({"alpha", "secure_rng"})),
-    "pixel-ldp": (frozenset(), frozenset({"secure_rng"})),
+    "cadp": (frozenset({"flow", "clip"}), frozenset({"paper_scale", "reproducible"})),
+    "dpglow": (frozenset({"flow"}), frozenset({"alpha", "reproducible"})),
+    "pixel-ldp": (frozenset(), frozenset({"reproducible"})),
 }
 _CLASSIFIER_EVALUATION: dict[str, Any] = {
     "model": "cnn", "epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "confidence": 0.95, "n_resamples": 2000,
@@ -151,7 +151,7 @@ class SweepConfig:
 
     ``options`` are the method's keyword arguments (for the GANs, those of ``DPWGAN`` / ``ACGAN``
     except epsilon and seed, which the grid sets; for CADP ``flow`` and ``clip`` (and ``paper_scale``),
-    for DP-GLOW ``flow`` (and ``alpha``); every local-DP method takes ``secure_rng``). ``evaluation`` overrides
+    for DP-GLOW ``flow`` (and ``alpha``); every local-DP method takes ``reproducible``, which derives its noise from the cell's seed). ``evaluation`` overrides
     :data:`EVALUATION_DEFAULTS`. Relative paths are made absolute when the configuration is read.
     """
 
@@ -300,23 +300,23 @@ def _classifier_utility(train: ImageDataset, test: ImageDataset, settings: dict[
 def _privatizer(config: SweepConfig, epsilon: float, data: ImageDataset) -> LaplacePrivatizer:
     """The configured local-DP method at ``epsilon`` (the flow loaded from options.flow)."""
     options = config.options
-    secure_rng = bool(options.get("secure_rng", False))
+    reproducible = bool(options.get("reproducible", False))
     if config.method == "pixel-ldp":
         from privmed.methods.pixel_ldp import PixelLDP
 
-        return PixelLDP(epsilon, secure_rng=secure_rng).fit(data)
+        return PixelLDP(epsilon, reproducible=reproducible).fit(data)
     from privmed.methods.flow_training import load_trained_flow
 
     trained = load_trained_flow(options["flow"])
     if config.method == "cadp":
         from privmed.methods.cadp import CADP
 
-        return CADP(trained.flow, epsilon, float(options["clip"]), paper_scale=bool(options.get("paper_scale", False)), secure_rng=secure_rng)
+        return CADP(trained.flow, epsilon, float(options["clip"]), paper_scale=bool(options.get("paper_scale", False)), reproducible=reproducible)
     from privmed.methods.dpglow import DPGLOW
 
     if trained.latent_min is None or trained.latent_max is None:
         raise PrivmedError(f"{options['flow']}: the flow has no training latent range (train it to the last epoch first)")
-    return DPGLOW(trained.flow, epsilon, float(options.get("alpha", 0.4)), secure_rng=secure_rng).fit_range(trained.latent_min, trained.latent_max)
+    return DPGLOW(trained.flow, epsilon, float(options.get("alpha", 0.4)), reproducible=reproducible).fit_range(trained.latent_min, trained.latent_max)
 
 
 def _local_dp_cell(config: SweepConfig, epsilon: float, seed: int, cell: Path, test: ImageDataset) -> dict[str, Any]:
@@ -333,7 +333,7 @@ def _local_dp_cell(config: SweepConfig, epsilon: float, seed: int, cell: Path, t
         release = load(str(data_path))
         _settle(cell, privacy_path)
     else:
-        release = _privatize(config, epsilon, data, cell, privacy_path, data_path)
+        release = _privatize(config, epsilon, seed, data, cell, privacy_path, data_path)
     return _classifier_utility(release, test, config.evaluation, seed, cell)
 
 
@@ -353,8 +353,11 @@ def _release_id(cell: Path, stale_release: bool) -> str:
     return release_id
 
 
-def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Path, privacy_path: Path, data_path: Path) -> ImageDataset:
-    """Reserve, privatize, write data.npz and privacy.json, settle: the steps of ``privmed privatize``."""
+def _privatize(config: SweepConfig, epsilon: float, seed: int, data: ImageDataset, cell: Path, privacy_path: Path, data_path: Path) -> ImageDataset:
+    """Reserve, privatize, write data.npz and privacy.json, settle: the steps of ``privmed privatize``.
+
+    The noise is secret unless the options ask for ``reproducible`` noise, which then follows from the cell's seed.
+    """
     from privmed.methods.local_dp import release
 
     method = _privatizer(config, epsilon, data)
@@ -362,6 +365,7 @@ def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Pa
     privatized, _, _ = release(
         method, data, data_path, privacy_path, release_id=release_id,
         description=f"sweep {config.method} epsilon={epsilon:g} cell={cell}", overwrite=True,
+        seed=seed if method.reproducible else None,
     )
     return privatized
 

@@ -35,8 +35,8 @@ class DPGLOW(LaplacePrivatizer):
 
     method_name = "dpglow"
 
-    def __init__(self, flow: InvertibleFlow, epsilon: float, alpha: float = 0.4, *, secure_rng: bool = False) -> None:
-        super().__init__(epsilon, secure_rng=secure_rng)
+    def __init__(self, flow: InvertibleFlow, epsilon: float, alpha: float = 0.4, *, reproducible: bool = False) -> None:
+        super().__init__(epsilon, reproducible=reproducible)
         if not 0 < alpha <= 1:
             raise PrivacyError(f"alpha must lie in (0, 1], got {alpha}")
         self.flow = flow
@@ -83,10 +83,10 @@ class DPGLOW(LaplacePrivatizer):
         centre = self.centre_.to(latents)
         return torch.clamp(latents, centre - half, centre + half)
 
-    def noisy_latents(self, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def noisy_latents(self, latents: Tensor, seed: int | None = None) -> Tensor:
         """The mechanism itself: clip each latent (N, D) to the box, add Laplace noise (before the second clip)."""
         self._check_fitted("width_")
-        return self._mechanism(generator).add_noise(self._clip_to_box(latents))
+        return self._mechanism(seed).add_noise(self._clip_to_box(latents))
 
     def _privatize_tensor(self, records: Tensor, labels: Tensor | None, mechanism: LaplaceMechanism) -> Tensor:
         # The second clip keeps the latent where the flow was trained; it is post-processing.
