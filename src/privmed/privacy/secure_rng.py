@@ -138,10 +138,12 @@ class RandomStream:
         _open_unit(words, out)
         small = np.flatnonzero(words < _REFINE_BELOW)
         if small.size:
+            # Taken before the next draw, which reuses the keystream buffer ``words`` may view.
+            head = (words[small] >> np.uint64(64 - _RANDOM_BITS)).astype(np.float64)
             extra = np.empty(small.size)
             _open_unit(self.random_words(small.size), extra)
             # u = (k + f) / 2**52 with f a fresh uniform instead of 1/2: resolution 2**-104 near 0.
-            out[small] = ((words[small] >> np.uint64(64 - _RANDOM_BITS)).astype(np.float64) + extra) * 2.0**-_RANDOM_BITS
+            out[small] = (head + extra) * 2.0**-_RANDOM_BITS
         return out
 
     def uniform(self, count: int) -> np.ndarray:
@@ -176,8 +178,8 @@ class RandomStream:
         out = np.empty(int(count))
         start = 0
         for words in self._chunks(int(count)):
-            part = self._unit(words, out[start : start + words.size])
             sign = (words & np.uint64(1)) << np.uint64(63)  # the lowest bit is not among the 52 that make u
+            part = self._unit(words, out[start : start + words.size])
             np.log(part, out=part)
             np.negative(part, out=part)
             part.view(np.uint64)[...] |= sign
