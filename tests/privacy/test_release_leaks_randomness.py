@@ -237,7 +237,7 @@ def _binomial_holds(count: int, n: int, p: float) -> bool:
     return low <= count <= high
 
 
-def _gaussian_radii_beyond(shift: int, pairs: int) -> np.ndarray:
+def _gaussian_radii_beyond(shift: int, pairs: int, dtype: torch.dtype = torch.float64) -> np.ndarray:
     """privmed's Box-Muller radii given that the radius uniform U fell below 2**-shift (the sampler's far tail).
 
     The stream's first call supplies the radius words: shifted right by ``shift`` bits they make U
@@ -253,7 +253,7 @@ def _gaussian_radii_beyond(shift: int, pairs: int) -> np.ndarray:
         return words >> np.uint64(shift) if len(calls) == 1 else words
 
     stream.random_words = restricted  # type: ignore[method-assign]
-    values = stream.standard_gaussian(2 * pairs)
+    values = stream.gaussian((2 * pairs,), 1.0, dtype=dtype).double().numpy()
     return np.hypot(values[:pairs], values[pairs:])
 
 
@@ -275,11 +275,12 @@ def _check_far_tail(radii: np.ndarray, shift: int, pairs: int) -> None:
         assert _binomial_holds(int((excess > threshold).sum()), pairs, math.exp(-threshold)), threshold
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shift", [20, 44])
-def test_gaussian_noise_tails_are_exact_far_beyond_any_delta(shift: int) -> None:
+def test_gaussian_noise_tails_are_exact_far_beyond_any_delta(shift: int, dtype: torch.dtype) -> None:
     """shift 20: radii from 5.3 to about 7.4 standard deviations; shift 44: from 7.8 to about 9.2."""
     pairs = 200_000
-    _check_far_tail(_gaussian_radii_beyond(shift, pairs), shift, pairs)
+    _check_far_tail(_gaussian_radii_beyond(shift, pairs, dtype), shift, pairs)
 
 
 @pytest.mark.parametrize("shift", [20, 44])
