@@ -323,3 +323,28 @@ def test_the_engines_noise_has_the_exact_tail_mass_over_ten_million_draws() -> N
     z = torch.cat(draws).abs().numpy()
     for threshold in (3.0, 4.0, 4.5, 5.0):
         assert _binomial_holds(int((z > threshold).sum()), z.size, 2 * stats.norm.sf(threshold)), threshold
+
+
+# ---- the command line -------------------------------------------------------------------------------------------------
+
+
+def test_train_dpwgan_is_secret_by_default_and_reproducible_only_when_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from privmed.cli import app
+
+    runner = CliRunner()
+    small = ["--data", "phantom", "--epsilon", "8", "--max-steps", "2", "--patch-size", "32", "--patches-per-subject", "8",
+             "--batch-size", "8", "--base-channels", "8", "--seed", "3"]
+    reports = {}
+    for name, extra in (("secret", []), ("research", ["--reproducible"])):
+        result = runner.invoke(app, ["train", "dpwgan", "--out", str(tmp_path / name), *small, *extra])
+        assert result.exit_code == 0, result.output
+        reports[name] = (json.loads((tmp_path / name / "privacy.json").read_text()), result.output)
+    secret, research = reports["secret"][0], reports["research"][0]
+    assert secret["seed"] == research["seed"] == 3
+    assert secret["reproducible"] is False and research["reproducible"] is True
+    assert "REPRODUCIBLE RUN" in reports["research"][1] and "REPRODUCIBLE RUN" not in reports["secret"][1]
+    checkpoint = RunDirectory(tmp_path / "secret").load_checkpoint()
+    assert checkpoint["sampler"] == {"secret": True} and checkpoint["gradient"] == {"secret": True}
+    assert RunDirectory(tmp_path / "research").load_checkpoint()["sampler"]["seed"] == 3
