@@ -24,8 +24,8 @@ from a 24-bit uniform, so it never goes past about 5.77 standard deviations; an 
 is impossible under one dataset and possible under its neighbour, which adds to delta). Here a
 uniform has 52 random bits and, when it falls below 2**-32, 52 more (it is then refined to a
 resolution of 2**-104): Gaussian draws reach about 12 standard deviations and Laplace draws about 72
-scales, and the tail mass below those cuts is exact to float64 rounding (beyond them lies less than
-1e-32). Like every floating-point sampler, it does not defend against attacks on the low-order bits
+scales, the tail mass up to there follows the exact distribution to within the uniforms' resolution
+(a relative 2**-20 at worst), and beyond lies less than 1e-31. Like every floating-point sampler, it does not defend against attacks on the low-order bits
 of floating-point noise (Mironov 2012).
 """
 
