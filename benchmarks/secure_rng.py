@@ -8,7 +8,8 @@ Then one full DP critic step (batch 32 real + 32 generated rows) with each noise
 (the floor), secret with the next step's noise drawn in a background thread (the default), secret drawn
 in turn, and torch's float32 ``normal_``. Laplace: the noise of one pixel-LDP release of 10,000 28x28
 images (7.84M values), secret stream against torch's ``exponential_`` (the old default). Each figure is
-the median of ``--repeats`` runs after a warm-up, wall clock and process CPU time (all threads).
+the median of ``--repeats`` rounds after a warm-up (the variants of a table take turns in each round), wall clock and process CPU time (all threads);
+results/secure_rng.md and .json.
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/secure_rng.py --repeats 7 --threads 1
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -38,16 +40,22 @@ NOISE_MULTIPLIER, BATCH = 0.9, 32
 Timing = tuple[float, float]
 
 
-def _time(action: Callable[[], object], repeats: int) -> Timing:
-    """Median wall-clock and process-CPU seconds of ``action`` over ``repeats`` runs after one warm-up."""
-    action()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
+def _time(actions: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Median wall-clock and process-CPU seconds of each action over ``repeats`` rounds after one warm-up.
+
+    The actions take turns within each round, so a change in the machine's load affects them alike.
+    """
+    for action in actions.values():
         action()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu)
+    wall: dict[str, list[float]] = {name: [] for name in actions}
+    cpu: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(repeats):
+        for name, action in actions.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            action()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in actions}
 
 
 def _torch_float32_noise(engine: DPGradient) -> None:
@@ -122,10 +130,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
-    draws = {source: _time(_noise_only(source), args.repeats) for source in ("torch float32", "secret, drawn in turn", "reproducible")}
-    step_sources = ("none", "secret, drawn ahead", "secret, drawn in turn", "torch float32")
-    steps = {source: _time(_critic_step(source), args.repeats) for source in step_sources}
-    laplace = {"torch exponential_ float32 (old default)": _time(_laplace(False), args.repeats), "secret stream (default)": _time(_laplace(True), args.repeats)}
+    draws = _time({source: _noise_only(source) for source in ("torch float32", "secret, drawn in turn", "reproducible")}, args.repeats)
+    steps = _time({source: _critic_step(source) for source in ("none", "secret, drawn ahead", "secret, drawn in turn", "torch float32")}, args.repeats)
+    laplace = _time({"torch exponential_ float32 (old default)": _laplace(False), "secret stream (default)": _laplace(True)}, args.repeats)
     load_after = os.getloadavg()[0]
     floor = steps["none"]
     extra = draws["secret, drawn in turn"][1] - draws["torch float32"][1]
@@ -140,7 +147,7 @@ def main() -> None:
             f"{load_after:.1f} after (a shared machine: other jobs ran beside this one)"
         ),
         (
-            f"- median of {args.repeats} runs after a warm-up; secret = AES-256-CTR keystream (cryptography) keyed by os.urandom, "
+            f"- median of {args.repeats} rounds after a warm-up, the variants of a table taking turns in each round; secret = AES-256-CTR keystream (cryptography) keyed by os.urandom, "
             "52-bit uniforms refined below 2^-32, Box-Muller in float64, cast to float32; reproducible = the same keyed by the seed"
         ),
         "",
@@ -181,6 +188,14 @@ def main() -> None:
         "",
     ]
     write_text_atomic(args.out, "\n".join(lines))
+    rows = {
+        "command": lines[2].removeprefix("- command: "), "load_average": [load_before, load_after], "repeats": args.repeats,
+        "noise_draw": {k: {"wall_s": w, "cpu_s": c} for k, (w, c) in draws.items()},
+        "critic_step": {k: {"wall_s": w, "cpu_s": c} for k, (w, c) in steps.items()},
+        "laplace_release": {k: {"wall_s": w, "cpu_s": c} for k, (w, c) in laplace.items()},
+        "extra_cpu_s_vs_torch_float32": extra, "extra_percent_of_step_cpu": 100 * extra / floor[1],
+    }
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
 
 
