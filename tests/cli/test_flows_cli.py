@@ -50,7 +50,7 @@ def _privatize(args: list[str]) -> tuple[int, str]:
 @pytest.mark.parametrize("paper_scale", [False, True])
 def test_privatize_cadp(flow_dir: Path, tmp_path: Path, paper_scale: bool) -> None:
     out = tmp_path / "release"
-    code, output = _privatize(["cadp", str(flow_dir), "--data", TEST, "--epsilon", "2", "--clip", "1", "--out", str(out), "--seed", "0",
+    code, output = _privatize(["cadp", str(flow_dir), "--data", TEST, "--epsilon", "2", "--clip", "1", "--out", str(out), "--reproducible", "--seed", "0",
                                *(["--paper-scale"] if paper_scale else [])])
     assert code == 0, output
     report = json.loads((out / "privacy.json").read_text())
@@ -64,7 +64,7 @@ def test_privatize_cadp(flow_dir: Path, tmp_path: Path, paper_scale: bool) -> No
 
 
 def test_privatize_dpglow_and_pixel_ldp(flow_dir: Path, tmp_path: Path) -> None:
-    code, output = _privatize(["dpglow", str(flow_dir), "--data", TEST, "--epsilon", "100", "--out", str(tmp_path / "dpglow"), "--seed", "0"])
+    code, output = _privatize(["dpglow", str(flow_dir), "--data", TEST, "--epsilon", "100", "--out", str(tmp_path / "dpglow"), "--reproducible", "--seed", "0"])
     assert code == 0, output
     report = json.loads((tmp_path / "dpglow" / "privacy.json").read_text())
     assert report["epsilon"] == pytest.approx(100.0)

@@ -68,13 +68,13 @@ class _Killed(Exception):
     pass
 
 
-def test_a_secure_rng_run_resumes_says_so_and_stores_no_noise_state(tmp_path) -> None:
+def test_a_default_run_resumes_says_its_randomness_is_secret_and_stores_no_noise_or_sampler_state(tmp_path) -> None:
     from privmed.data import load
     from privmed.methods.dpwgan import DPWGAN
-    from privmed.methods.trainer import SECURE_NOISE_NOTE
+    from privmed.methods.trainer import REPRODUCIBLE_NOTE, SECRET_RANDOMNESS_NOTE
 
     tiny = {"patch_size": 32, "patches_per_subject": 8, "batch_size": 8, "max_steps": 8, "checkpoint_every": 4,
-            "generator_channels": 8, "critic_channels": 8, "latent_dim": 16, "secure_rng": True}
+            "generator_channels": 8, "critic_channels": 8, "latent_dim": 16}
     data = load("phantom:train")
 
     def kill(event) -> None:
@@ -84,11 +84,12 @@ def test_a_secure_rng_run_resumes_says_so_and_stores_no_noise_state(tmp_path) ->
     with pytest.raises(_Killed):
         DPWGAN(8.0, run_dir=tmp_path / "run", on_progress=kill, **tiny).fit(data)
     checkpoint = RunDirectory(tmp_path / "run").load_checkpoint()
-    assert checkpoint["step"] == 4 and checkpoint["gradient"] == {"secure_rng": True}
+    assert checkpoint["step"] == 4 and checkpoint["gradient"] == {"secret": True} and checkpoint["sampler"] == {"secret": True}
     resumed = DPWGAN.from_run(tmp_path / "run")
-    assert resumed.secure_rng
+    assert not resumed.reproducible
     report = resumed.fit(data).privacy_report()
-    assert report.steps == 8
+    assert report.steps == 8 and not report.reproducible
     assert report.epsilon == pytest.approx(dpsgd_epsilon(report.noise_multiplier, report.sample_rate, 8, report.delta), rel=1e-12)
-    assert SECURE_NOISE_NOTE in report.notes
-    assert SECURE_NOISE_NOTE not in DPWGAN(8.0, **{**tiny, "secure_rng": False}).fit(data).privacy_report().notes
+    assert SECRET_RANDOMNESS_NOTE in report.notes and REPRODUCIBLE_NOTE not in report.notes
+    flagged = DPWGAN(8.0, **{**tiny, "reproducible": True}).fit(data).privacy_report()
+    assert flagged.reproducible and REPRODUCIBLE_NOTE in flagged.notes and SECRET_RANDOMNESS_NOTE not in flagged.notes

@@ -67,7 +67,7 @@ def engine_gradient(group: ReplicaGroup, noise_multiplier: float, *, secure: boo
     model = _critic()
     engine = DPGradient(
         model, max_grad_norm=0.5, noise_multiplier=noise_multiplier, expected_batch_units=4.0,
-        seed=None if secure else NOISE_SEED, secure_rng=secure, reducer=group if group.distributed else None,
+        seed=None if secure else NOISE_SEED, reducer=group if group.distributed else None,
     )
     rows, unit_ids = _global_batch()
     private = torch.nonzero(unit_ids >= 0).flatten().numpy()

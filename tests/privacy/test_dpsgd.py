@@ -210,18 +210,20 @@ def test_noise_has_the_calibrated_std_and_is_reproducible_from_seed() -> None:
     assert not torch.equal(other[0], grads[0])
 
 
-def test_noise_streams_give_the_same_draws_on_one_thread_or_several() -> None:
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        _, serial = noise_only(seed=5)
-        torch.set_num_threads(2)
-        _, concurrent = noise_only(seed=5)
-    finally:
-        torch.set_num_threads(threads)
-    assert_close_lists(concurrent, serial, tol=0)
-    halves = torch.cat([g.flatten() for g in serial]).tensor_split(2)
-    assert not torch.equal(halves[0][:100], halves[1][:100])  # independent streams, not one stream twice
+def test_noise_drawn_ahead_in_the_background_is_the_noise_drawn_in_turn() -> None:
+    def three_steps(prefetch: bool) -> list[Tensor]:
+        model = nn.Linear(30, 20)
+        engine = DPGradient(model, max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_units=2.0, seed=5, prefetch=prefetch)
+        grads = []
+        for _ in range(3):
+            engine.backward(torch.zeros(0), torch.zeros(0, dtype=torch.long))
+            grads.append(model.weight.grad.clone())
+        engine.close()
+        return grads
+
+    ahead, in_turn = three_steps(True), three_steps(False)
+    assert_close_lists(ahead, in_turn, tol=0)
+    assert not torch.equal(ahead[0], ahead[1]) and not torch.equal(ahead[1], ahead[2])  # every step draws afresh
 
 
 def test_noise_state_round_trip_resumes_the_same_draws() -> None:
@@ -232,9 +234,15 @@ def test_noise_state_round_trip_resumes_the_same_draws() -> None:
     first = model.weight.grad.clone()
     engine.backward(torch.zeros(0), torch.zeros(0, dtype=torch.long))
     assert not torch.equal(model.weight.grad, first)
+    later = engine.state_dict()  # taken while the third step's noise is drawn ahead
+    engine.backward(torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    third = model.weight.grad.clone()
     engine.load_state_dict(state)
     engine.backward(torch.zeros(0), torch.zeros(0, dtype=torch.long))
     assert torch.equal(model.weight.grad, first)
+    engine.load_state_dict(later)
+    engine.backward(torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    assert torch.equal(model.weight.grad, third)
 
 
 def test_batch_of_public_rows_only_gets_their_plain_gradient_and_no_units() -> None:

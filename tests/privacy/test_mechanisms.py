@@ -19,7 +19,7 @@ def test_scale_is_sensitivity_over_epsilon() -> None:
 
 
 def test_noise_follows_the_laplace_distribution_at_that_scale() -> None:
-    mechanism = LaplaceMechanism(sensitivity=1.0, epsilon=0.5, generator=torch.Generator().manual_seed(0))
+    mechanism = LaplaceMechanism(sensitivity=1.0, epsilon=0.5, seed=0)
     noise = mechanism.add_noise(torch.zeros(100_000, dtype=torch.float64)).numpy()
     assert abs(noise.mean()) < 0.05
     assert float(abs(noise).mean()) == pytest.approx(2.0, rel=0.02)  # E|X| = b
@@ -32,7 +32,7 @@ def test_same_seed_same_noise_and_input_untouched() -> None:
     original = values.clone()
 
     def release(seed: int) -> torch.Tensor:
-        return LaplaceMechanism(1.0, 2.0, generator=torch.Generator().manual_seed(seed)).add_noise(values)
+        return LaplaceMechanism(1.0, 2.0, seed=seed).add_noise(values)
 
     first, again, other = release(7), release(7), release(8)
     assert torch.equal(first, again) and not torch.equal(first, other)
@@ -41,7 +41,7 @@ def test_same_seed_same_noise_and_input_untouched() -> None:
     assert torch.isfinite(first).all()
 
 
-def test_noise_without_a_generator_is_fresh() -> None:
+def test_noise_without_a_seed_is_fresh() -> None:
     mechanism = LaplaceMechanism(1.0, 1.0)
     assert not torch.equal(mechanism.add_noise(torch.zeros(64)), mechanism.add_noise(torch.zeros(64)))
 
@@ -59,30 +59,26 @@ def test_integer_tensors_are_refused() -> None:
         LaplaceMechanism(1.0, 1.0).add_noise(torch.zeros(3, dtype=torch.int64))
 
 
-def test_secure_rng_noise_comes_from_the_secure_source_at_the_same_scale(monkeypatch: pytest.MonkeyPatch) -> None:
-    from privmed.privacy.secure_rng import SecureNoise
+def test_unseeded_noise_comes_from_a_secret_stream_at_the_same_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    from privmed.privacy.secure_rng import RandomStream
 
-    scales = []
-    original = SecureNoise.laplace
+    scales, secret = [], []
+    original = RandomStream.laplace
 
-    def spy(self: SecureNoise, shape, scale, dtype=torch.float32, device=None):
+    def spy(self: RandomStream, shape, scale, dtype=torch.float32, device=None):
         scales.append(scale)
+        secret.append(self.secret)
         return original(self, shape, scale, dtype, device)
 
-    monkeypatch.setattr(SecureNoise, "laplace", spy)
-    mechanism = LaplaceMechanism(sensitivity=1.0, epsilon=0.5, secure_rng=True)
+    monkeypatch.setattr(RandomStream, "laplace", spy)
+    mechanism = LaplaceMechanism(sensitivity=1.0, epsilon=0.5)
     torch.manual_seed(0)
     noise = mechanism.add_noise(torch.zeros(100_000, dtype=torch.float64))
-    assert scales == [2.0] and noise.dtype == torch.float64
+    assert scales == [2.0] and secret == [True] and noise.dtype == torch.float64
     assert float(noise.abs().mean()) == pytest.approx(2.0, rel=0.02)
     assert stats.kstest(noise.numpy(), stats.laplace(scale=2.0).cdf).statistic < 0.007
     torch.manual_seed(0)
     first = mechanism.add_noise(torch.zeros(8))
     torch.manual_seed(0)
     assert not torch.equal(first, mechanism.add_noise(torch.zeros(8)))  # torch's seed does not reach it
-    assert "secure_rng=True" in repr(mechanism)
-
-
-def test_secure_rng_takes_no_generator() -> None:
-    with pytest.raises(PrivacyError, match="no generator"):
-        LaplaceMechanism(1.0, 1.0, torch.Generator().manual_seed(0), secure_rng=True)
+    assert not mechanism.reproducible and "reproducible" in repr(LaplaceMechanism(1.0, 1.0, seed=3))

@@ -28,6 +28,7 @@ def full_report() -> PrivacyReport:
         max_grad_norm=1.0,
         steps=10000,
         seed=42,
+        reproducible=True,
         notes=["critic only is private", "patches overlap"],
         group_privacy={"unit": "patient", "records_per_unit": 3, "epsilon": 24.0, "delta": 0.01},
         dataset="drive@0123456789abcdef",

@@ -1,4 +1,4 @@
-"""Secure DP noise: the right distributions, no seed anywhere, and the engine and mechanisms use it when asked."""
+"""The AES-CTR random streams: the right distributions, secret streams that no seed reaches, seeded streams that resume exactly."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from torch import nn
 
 from privmed.data.dataset import ImageDataset
 from privmed.errors import PrivacyError
-from privmed.methods.local_dp import SECURE_NOISE_NOTE
+from privmed.methods.local_dp import REPRODUCIBLE_NOTE, SECRET_NOISE_NOTE
 from privmed.methods.pixel_ldp import PixelLDP
 from privmed.privacy import secure_rng
 from privmed.privacy.dpsgd import DPGradient
-from privmed.privacy.secure_rng import SecureNoise
+from privmed.privacy.secure_rng import RandomStream
 
 DRAWS = 100_000
 # Kolmogorov-Smirnov statistic bound for 1e5 draws: the 0.9999 quantile of its null distribution is about 2.0 / sqrt(n).
@@ -24,23 +24,32 @@ KS_BOUND = 2.2 / math.sqrt(DRAWS)
 
 
 def test_uniforms_lie_strictly_inside_the_unit_interval_on_the_53_bit_grid() -> None:
-    values = SecureNoise().uniform(DRAWS).numpy()
+    values = RandomStream.secret_stream().uniform(DRAWS)
     assert values.dtype == np.float64 and values.shape == (DRAWS,)
     assert values.min() > 0.0 and values.max() < 1.0
-    scaled = values * 2.0**53
-    assert np.array_equal(scaled, np.round(scaled)) and np.all(scaled % 2 == 1)  # odd multiples of 2**-53
+    coarse = values[values > 2.0**-32] * 2.0**53
+    assert np.array_equal(coarse, np.round(coarse)) and np.all(coarse % 2 == 1)  # odd multiples of 2**-53 above 2**-32
     assert stats.kstest(values, "uniform").statistic < KS_BOUND
 
 
+def test_uniforms_below_2_to_the_minus_32_are_refined_by_more_bits() -> None:
+    stream = RandomStream.seeded(0, "test")
+    words = np.array([0, 2**12, 2**31, 2**32, 2**63], dtype=np.uint64)  # top 52 bits k = 0, 1, 2**19, 2**20, 2**51
+    out = stream._unit(words, np.empty(5))
+    assert 0 < out[0] < 2.0**-52 and 2.0**-52 < out[1] < 2.0**-51 and 2.0**-33 < out[2] < 2.0**-33 + 2.0**-52
+    assert out[3] == (2.0**20 + 0.5) * 2.0**-52 and out[4] == (2.0**51 + 0.5) * 2.0**-52  # from 2**-32 up: the 2**-53 grid
+    assert {out[0] * 2.0**53 % 2, out[1] * 2.0**53 % 2, out[2] * 2.0**53 % 2} != {1.0}  # refined: off the grid
+
+
 def test_gaussian_draws_have_the_requested_std_and_pass_a_ks_test() -> None:
-    values = SecureNoise().gaussian((DRAWS,), std=2.5, dtype=torch.float64).numpy()
+    values = RandomStream.secret_stream().gaussian((DRAWS,), std=2.5, dtype=torch.float64).numpy()
     assert abs(values.mean()) < 4 * 2.5 / math.sqrt(DRAWS)
     assert values.std() == pytest.approx(2.5, rel=0.015)
     assert stats.kstest(values, stats.norm(scale=2.5).cdf).statistic < KS_BOUND
 
 
 def test_laplace_draws_have_the_requested_scale_and_pass_a_ks_test() -> None:
-    values = SecureNoise().laplace((DRAWS,), scale=0.7, dtype=torch.float64).numpy()
+    values = RandomStream.secret_stream().laplace((DRAWS,), scale=0.7, dtype=torch.float64).numpy()
     assert abs(values.mean()) < 4 * 0.7 * math.sqrt(2) / math.sqrt(DRAWS)
     assert float(np.abs(values).mean()) == pytest.approx(0.7, rel=0.015)  # E|X| = b
     assert values.var() == pytest.approx(2 * 0.7**2, rel=0.03)
@@ -49,7 +58,7 @@ def test_laplace_draws_have_the_requested_scale_and_pass_a_ks_test() -> None:
 
 @pytest.mark.parametrize("shape", [(3, 5), (7,), (), (0, 4)])
 def test_shapes_and_dtypes_are_as_requested(shape: tuple[int, ...]) -> None:
-    source = SecureNoise()
+    source = RandomStream.secret_stream()
     gaussian = source.gaussian(shape, 1.0)
     laplace = source.laplace(shape, 1.0, dtype=torch.float64)
     assert gaussian.shape == shape and gaussian.dtype == torch.float32
@@ -57,38 +66,59 @@ def test_shapes_and_dtypes_are_as_requested(shape: tuple[int, ...]) -> None:
     assert torch.isfinite(gaussian).all() and torch.isfinite(laplace).all()
 
 
-def test_no_seed_is_accepted_and_two_sources_never_agree() -> None:
-    with pytest.raises(TypeError):
-        SecureNoise(seed=0)  # type: ignore[call-arg]
+def test_secret_streams_ignore_torch_seeds_never_agree_and_have_no_state() -> None:
     torch.manual_seed(0)
-    first = SecureNoise().gaussian((64,), 1.0)
+    first = RandomStream.secret_stream().gaussian((64,), 1.0)
     torch.manual_seed(0)
-    second = SecureNoise().gaussian((64,), 1.0)
+    second = RandomStream.secret_stream().gaussian((64,), 1.0)
     assert not torch.equal(first, second)
+    assert RandomStream.secret_stream().state_dict() == {"secret": True}
+    with pytest.raises(PrivacyError, match="other kind"):
+        RandomStream.seeded(1, "x").load_state_dict({"secret": True})
+
+
+def test_seeded_streams_reproduce_per_purpose_and_resume_at_any_word() -> None:
+    assert np.array_equal(RandomStream.seeded(3, "a").uniform(9), RandomStream.seeded(3, "a").uniform(9))
+    assert not np.array_equal(RandomStream.seeded(3, "a").uniform(9), RandomStream.seeded(3, "b").uniform(9))
+    assert not np.array_equal(RandomStream.seeded(3, "a").uniform(9), RandomStream.seeded(4, "a").uniform(9))
+    reference = RandomStream.seeded(3, "a").uniform(9)
+    stream = RandomStream.seeded(3, "a")
+    stream.uniform(5)
+    state = stream.state_dict()
+    assert state == {"seed": 3, "position": 5}
+    other = RandomStream.seeded(7, "a")
+    other.load_state_dict(state)
+    assert np.array_equal(other.uniform(4), reference[5:])
+
+
+def test_shared_keys_give_the_same_secret_stream() -> None:
+    key = secure_rng.new_secret_key()
+    assert np.array_equal(RandomStream.from_key(key).uniform(8), RandomStream.from_key(key).uniform(8))
+    assert RandomStream.from_key(key).secret
 
 
 def test_a_forked_process_gets_a_new_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    source = SecureNoise()
-    encryptor = source._encryptor
+    source = RandomStream.secret_stream()
+    key = source._key
     monkeypatch.setattr(secure_rng.os, "getpid", lambda: -1)
     source.random_words(4)
-    assert source._encryptor is not encryptor and source._pid == -1
+    assert source._key != key and source._pid == -1
 
 
-def test_the_engine_draws_its_noise_from_the_secure_source_at_the_calibrated_std(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_engine_draws_its_noise_from_a_secret_stream_at_the_calibrated_std(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = SecureNoise.gaussian
+    original = RandomStream.gaussian
 
-    def spy(self: SecureNoise, shape, std, dtype=torch.float32, device=None):
-        calls.append((tuple(shape), std))
+    def spy(self: RandomStream, shape, std, dtype=torch.float32, device=None):
+        calls.append((tuple(shape), std, self.secret))
         return original(self, shape, std, dtype, device)
 
-    monkeypatch.setattr(SecureNoise, "gaussian", spy)
+    monkeypatch.setattr(RandomStream, "gaussian", spy)
     model = nn.Linear(200, 100)
-    engine = DPGradient(model, max_grad_norm=2.0, noise_multiplier=1.5, expected_batch_units=3.0, secure_rng=True)
+    engine = DPGradient(model, max_grad_norm=2.0, noise_multiplier=1.5, expected_batch_units=3.0, prefetch=False)
     torch.manual_seed(0)
     engine.backward(torch.zeros(0), torch.zeros(0, dtype=torch.long))
-    assert dict(calls) == {(100, 200): pytest.approx(1.0), (100,): pytest.approx(1.0)}
+    assert calls == [((20_100,), pytest.approx(1.0), True)]  # one draw for all parameters
     values = torch.cat([p.grad.flatten() for p in model.parameters()])
     assert float(values.std()) == pytest.approx(1.5 * 2.0 / 3.0, rel=0.03)
     torch.manual_seed(0)
@@ -97,14 +127,13 @@ def test_the_engine_draws_its_noise_from_the_secure_source_at_the_calibrated_std
     assert not torch.equal(model.weight.grad, first)
 
 
-def test_the_secure_engine_refuses_a_seed_and_has_no_noise_state_to_resume() -> None:
-    with pytest.raises(PrivacyError, match="no seed"):
-        DPGradient(nn.Linear(2, 2), max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_units=1.0, seed=3, secure_rng=True)
-    engine = DPGradient(nn.Linear(2, 2), max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_units=1.0, secure_rng=True)
-    assert engine.state_dict() == {"secure_rng": True}
+def test_the_secret_engine_has_no_noise_state_to_resume() -> None:
+    engine = DPGradient(nn.Linear(2, 2), max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_units=1.0)
+    assert engine.state_dict() == {"secret": True} and not engine.reproducible
     engine.load_state_dict(engine.state_dict())
     seeded = DPGradient(nn.Linear(2, 2), max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_units=1.0, seed=1)
-    with pytest.raises(PrivacyError, match="secure"):
+    assert seeded.reproducible
+    with pytest.raises(PrivacyError, match="other kind"):
         seeded.load_state_dict(engine.state_dict())
 
 
@@ -114,30 +143,29 @@ def _images(n: int = 6) -> ImageDataset:
     return ImageDataset(images=images, subjects=ids, sources=ids, name="tiny")
 
 
-def test_a_privatizer_with_secure_rng_draws_from_it_says_so_and_refuses_a_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_privatizer_draws_secret_noise_by_default_and_flags_a_seeded_release(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = SecureNoise.laplace
+    original = RandomStream.laplace
 
-    def spy(self: SecureNoise, shape, scale, dtype=torch.float32, device=None):
-        calls.append((tuple(shape), scale))
+    def spy(self: RandomStream, shape, scale, dtype=torch.float32, device=None):
+        calls.append((tuple(shape), scale, self.secret))
         return original(self, shape, scale, dtype, device)
 
-    monkeypatch.setattr(SecureNoise, "laplace", spy)
+    monkeypatch.setattr(RandomStream, "laplace", spy)
     data = _images()
-    method = PixelLDP(5.0, secure_rng=True).fit(data)
-    with pytest.raises(PrivacyError, match="seed"):
-        method.privatize(data, seed=1)
-    assert calls == []
+    method = PixelLDP(5.0).fit(data)
     method.privatize(data)
-    assert calls == [((6, 1, 8, 8), pytest.approx(64 / 5.0))]
+    assert calls == [((6, 1, 8, 8), pytest.approx(64 / 5.0), True)]
     report = method.privacy_report()
-    assert SECURE_NOISE_NOTE in report.notes and report.seed is None
-    default = PixelLDP(5.0).fit(data)
-    default.privatize(data, seed=0)
-    assert SECURE_NOISE_NOTE not in default.privacy_report().notes
+    assert SECRET_NOISE_NOTE in report.notes and report.seed is None and not report.reproducible
+    seeded = PixelLDP(5.0).fit(data)
+    seeded.privatize(data, seed=0)
+    assert calls[-1][2] is False
+    flagged = seeded.privacy_report()
+    assert REPRODUCIBLE_NOTE in flagged.notes and flagged.reproducible and flagged.seed == 0
 
 
-def test_privatize_with_secure_rng_on_the_command_line(tmp_path, isolated_ledger) -> None:
+def test_privatize_on_the_command_line_is_secret_unless_reproducible(tmp_path, isolated_ledger) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -146,11 +174,15 @@ def test_privatize_with_secure_rng_on_the_command_line(tmp_path, isolated_ledger
     from privmed.privacy.ledger import BudgetLedger
 
     runner = CliRunner()
-    command = ["privatize", "pixel-ldp", "--data", "phantom-classes:test", "--epsilon", "1000", "--secure-rng"]
+    command = ["privatize", "pixel-ldp", "--data", "phantom-classes:test", "--epsilon", "1000"]
     refused = runner.invoke(app, [*command, "--out", str(tmp_path / "seeded"), "--seed", "1"])
-    assert refused.exit_code == 1 and "--seed" in refused.output
+    assert refused.exit_code == 1 and "--reproducible" in refused.output
     assert not (tmp_path / "seeded").exists() and BudgetLedger(isolated_ledger).entries() == []
     result = runner.invoke(app, [*command, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out" / "privacy.json").read_text())
-    assert SECURE_NOISE_NOTE in report["notes"] and report["seed"] is None
+    assert SECRET_NOISE_NOTE in report["notes"] and report["seed"] is None and report["reproducible"] is False
+    result = runner.invoke(app, [*command, "--out", str(tmp_path / "research"), "--reproducible", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "research" / "privacy.json").read_text())
+    assert REPRODUCIBLE_NOTE in report["notes"] and report["seed"] == 4 and report["reproducible"] is True

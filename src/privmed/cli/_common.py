@@ -32,16 +32,10 @@ DISTRIBUTED_HELP = (
     "units; the clipped sums are all-reduced and noised once, so epsilon is that of one process with the same batch and "
     "noise, accounted once. Process 0 alone writes the run directory and books the ledger; all read it on --resume."
 )
-SECURE_RNG_HELP = (
-    "Draw the DP noise from a cryptographically secure source (AES-256-CTR keyed by os.urandom) instead of torch's "
-    "Mersenne Twister, whose output can be predicted. Not reproducible: no seed sets this noise. Cost: {cost}."
+REPRODUCIBLE_HELP = (
+    "A reproducible research run: derive the DP noise{batches} from --seed instead of a secret cryptographically "
+    "secure source. The report then says the release has NO guarantee against anyone who knows the seed. Never for a real release."
 )
-# Measured by benchmarks/secure_rng.py (results/secure_rng.md), CPU time on the project's 2-core machine.
-SECURE_RNG_TRAINING_COST = (
-    "the noise takes about 4x longer to draw: about 0.09 s more CPU time per step for a 7M-parameter critic, about 10% of a "
-    "64x64 DP critic step on CPU"
-)
-SECURE_RNG_RELEASE_COST = "none: secure Laplace noise is drawn faster than torch's (0.12 s against 0.35 s of CPU time for 7.8M values)"
 
 
 _METAVARS = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
@@ -175,14 +169,14 @@ def training_data_ref(out: Path, data: str | None, *, resume: bool, epsilon: flo
 
 
 def model_for_run(
-    method: type[DPGenerativeMethod], out: Path, *, resume: bool, secure_rng: bool, create: Callable[[], DPGenerativeMethod]
+    method: type[DPGenerativeMethod], out: Path, *, resume: bool, reproducible: bool, create: Callable[[], DPGenerativeMethod]
 ) -> DPGenerativeMethod:
     """The model a train command fits: with ``resume``, the run's stored options (its noise source included), else ``create()``."""
     if not resume:
         return create()
     model = method.from_run(out)
-    if secure_rng and not model.secure_rng:
-        raise PrivmedError(f"{out} was started without --secure-rng, and a resumed run keeps its options")
+    if reproducible and not model.reproducible:
+        raise PrivmedError(f"{out} was started without --reproducible, and a resumed run keeps its options")
     return model
 
 

@@ -9,8 +9,7 @@ import typer
 
 from privmed.cli._common import (
     DISTRIBUTED_HELP,
-    SECURE_RNG_HELP,
-    SECURE_RNG_TRAINING_COST,
+    REPRODUCIBLE_HELP,
     console,
     fit_with_progress,
     model_for_run,
@@ -36,9 +35,9 @@ def train(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Expected private units per Poisson batch (sample rate q = this / units)."),
     learning_rate: float = typer.Option(1e-4, "--learning-rate", help="Adam learning rate of both networks (seed 001: 1e-4)."),
     base_channels: int = typer.Option(64, "--base-channels", min=1, help="Network width (seed 001: 64, i.e. 512 features at 4x4)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for networks, batches, latents, classes and noise."),
+    seed: int = typer.Option(0, "--seed", help="Seed for networks, latents and classes (public; the DP noise and batches stay secret unless --reproducible)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
-    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_TRAINING_COST)),
+    reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches=" and the Poisson batches")),
     distributed: bool = typer.Option(False, "--distributed", help=DISTRIBUTED_HELP),
 ) -> None:
     """Train a class-conditional AC-GAN: the discriminator learns with DP-SGD, the generator by post-processing.
@@ -52,11 +51,11 @@ def train(
 
     data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
     model = model_for_run(
-        ACGAN, out, resume=resume, secure_rng=secure_rng,
+        ACGAN, out, resume=resume, reproducible=reproducible,
         create=lambda: ACGAN(
             epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,
-            seed=seed, secure_rng=secure_rng, run_dir=out, data_ref=data,
+            seed=seed, reproducible=reproducible, run_dir=out, data_ref=data,
         ),
     )
     losses = {"discriminator_loss": "discriminator", "generator_loss": "generator"}

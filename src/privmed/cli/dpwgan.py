@@ -9,8 +9,7 @@ import typer
 
 from privmed.cli._common import (
     DISTRIBUTED_HELP,
-    SECURE_RNG_HELP,
-    SECURE_RNG_TRAINING_COST,
+    REPRODUCIBLE_HELP,
     fit_with_progress,
     model_for_run,
     print_training_done,
@@ -43,9 +42,9 @@ def train(
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Critic steps in total; replaces --epochs."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Expected private units per Poisson batch (sample rate q = this / units)."),
     base_channels: int = typer.Option(64, "--base-channels", min=1, help="Width of the generator and critic (features of the first level)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for networks, patches, batches, latents and noise."),
+    seed: int = typer.Option(0, "--seed", help="Seed for networks, patches, latents and samples (public; the DP noise and batches stay secret unless --reproducible)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
-    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_TRAINING_COST)),
+    reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches=" and the Poisson batches")),
     distributed: bool = typer.Option(False, "--distributed", help=DISTRIBUTED_HELP),
 ) -> None:
     """Train a DP-WGAN of image + label pairs: the critic learns with DP-SGD, the generator by post-processing.
@@ -59,11 +58,11 @@ def train(
 
     data = training_data_ref(out, data, resume=resume, epsilon=epsilon)
     model = model_for_run(
-        DPWGAN, out, resume=resume, secure_rng=secure_rng,
+        DPWGAN, out, resume=resume, reproducible=reproducible,
         create=lambda: DPWGAN(
             epsilon, delta=delta, unit=unit.value, patch_size=patch_size, patches_per_subject=patches_per_subject,
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, generator_channels=base_channels,
-            critic_channels=base_channels, seed=seed, secure_rng=secure_rng, run_dir=out, data_ref=data,
+            critic_channels=base_channels, seed=seed, reproducible=reproducible, run_dir=out, data_ref=data,
         ),
     )
     report = fit_with_progress(model, data, label="DP-WGAN", losses=WGAN_LOSSES, distributed=distributed)

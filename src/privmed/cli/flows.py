@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from privmed.cli._common import SECURE_RNG_HELP, SECURE_RNG_RELEASE_COST, console, err_console
+from privmed.cli._common import REPRODUCIBLE_HELP, console, err_console
 from privmed.errors import PrivmedError
 
 if TYPE_CHECKING:
@@ -135,11 +135,14 @@ def _print_report(report: dict[str, Any], data_path: Path, privacy_path: Path) -
     console.print(f"wrote {data_path} and {privacy_path}")
 
 
-def _secure(secure_rng: bool, seed: int | None) -> bool:
-    """``--secure-rng``, refused with ``--seed`` before anything is loaded or reserved (secure noise has no seed)."""
-    if secure_rng and seed is not None:
-        raise PrivmedError("--secure-rng noise cannot be seeded: drop --seed")
-    return secure_rng
+def _noise_seed(reproducible: bool, seed: int | None) -> int | None:
+    """The seed of the noise: None (secret noise, the default), or with ``--reproducible`` ``--seed`` (0 by default).
+
+    ``--seed`` alone is refused before anything is loaded or reserved: it would make the noise predictable.
+    """
+    if seed is not None and not reproducible:
+        raise PrivmedError("--seed makes the noise reproducible from it: add --reproducible (a research run, no guarantee against anyone who knows the seed)")
+    return (seed or 0) if reproducible else None
 
 
 def cadp(
@@ -150,8 +153,8 @@ def cadp(
     out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
     paper_scale: bool = typer.Option(False, "--paper-scale", help="Use seed 002's noise S/epsilon; the report then states the true epsilon, twice the nominal."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
-    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the noise, with --reproducible only (default 0)."),
+    reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches="")),
 ) -> None:
     """Privatize images with CADP (seed 002): clip each latent to an L1 ball, add Laplace noise, decode.
 
@@ -159,8 +162,8 @@ def cadp(
     """
     from privmed.methods.cadp import CADP
 
-    method = CADP.from_flow_dir(epsilon, flow_dir, clip, paper_scale, secure_rng=_secure(secure_rng, seed))
-    _release(method, data, out, output_format, seed, flow_dir, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
+    method = CADP.from_flow_dir(epsilon, flow_dir, clip, paper_scale, reproducible=reproducible)
+    _release(method, data, out, output_format, _noise_seed(reproducible, seed), flow_dir, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
 
 
 def dpglow(
@@ -170,8 +173,8 @@ def dpglow(
     alpha: float = typer.Option(0.4, "--alpha", help="Box width as a fraction of the training latents' range per dimension (seed 003: 0.4)."),
     out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
-    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the noise, with --reproducible only (default 0)."),
+    reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches="")),
 ) -> None:
     """Privatize images with DP-GLOW (seed 003): clip each latent to a per-dimension box, add Laplace noise, clip, decode.
 
@@ -179,8 +182,8 @@ def dpglow(
     """
     from privmed.methods.dpglow import DPGLOW
 
-    method = DPGLOW.from_flow_dir(epsilon, flow_dir, alpha, secure_rng=_secure(secure_rng, seed))
-    _release(method, data, out, output_format, seed, flow_dir, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
+    method = DPGLOW.from_flow_dir(epsilon, flow_dir, alpha, reproducible=reproducible)
+    _release(method, data, out, output_format, _noise_seed(reproducible, seed), flow_dir, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
 
 
 def pixel_ldp(
@@ -188,8 +191,8 @@ def pixel_ldp(
     epsilon: float = typer.Option(..., "--epsilon", help="Epsilon per image (pure DP); the noise scale is (values per image)/epsilon."),
     out: Path = typer.Option(..., "--out", help="Folder for the privatized data and privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
-    secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the noise, with --reproducible only (default 0)."),
+    reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches="")),
 ) -> None:
     """Privatize images with Laplace noise on every pixel (seed 003's image-domain baseline).
 
@@ -197,5 +200,5 @@ def pixel_ldp(
     """
     from privmed.methods.pixel_ldp import PixelLDP
 
-    method = PixelLDP(epsilon, secure_rng=_secure(secure_rng, seed))
-    _release(method, data, out, output_format, seed, None, f"pixel LDP epsilon={epsilon:g}")
+    method = PixelLDP(epsilon, reproducible=reproducible)
+    _release(method, data, out, output_format, _noise_seed(reproducible, seed), None, f"pixel LDP epsilon={epsilon:g}")

@@ -217,7 +217,8 @@ class ACGAN(DPGenerativeMethod):
     also trains it on generated images, as seed 001 did (see the module docstring for why not).
     ``class_frequencies`` (public, one per class) replaces the default sampling frequencies. With
     ``run_dir`` the run writes config.json, metrics.csv, checkpoints, sample grids and privacy.json.
-    ``secure_rng`` draws the DP noise from a cryptographically secure source; under ``torchrun`` ``fit``
+    The DP noise and batches are secret unless ``reproducible`` (then they follow from ``seed``, and
+    the report says so); under ``torchrun`` ``fit``
     trains data-parallel (:mod:`privmed.privacy.distributed`).
 
     Learned: ``generator_``, ``report_``, ``class_frequencies_``, ``class_names_``.
@@ -245,7 +246,7 @@ class ACGAN(DPGenerativeMethod):
         accountant: str = "rdp",
         seed: int = 0,
         checkpoint_every: int | None = None,
-        secure_rng: bool = False,
+        reproducible: bool = False,
         run_dir: str | Path | None = None,
         resume: bool = False,
         data_ref: str | None = None,
@@ -271,7 +272,7 @@ class ACGAN(DPGenerativeMethod):
         self.accountant = accountant
         self.seed = seed
         self.checkpoint_every = checkpoint_every
-        self.secure_rng = secure_rng
+        self.reproducible = reproducible
         self.run_dir = run_dir
         self.resume = resume
         self.data_ref = data_ref
@@ -285,7 +286,7 @@ class ACGAN(DPGenerativeMethod):
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "epochs", "max_steps", "batch_size", "learning_rate", "class_weight", "class_loss_on_generated",
         "max_grad_norm", "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
-        "records_per_unit", "accountant", "seed", "checkpoint_every", "secure_rng",
+        "records_per_unit", "accountant", "seed", "checkpoint_every", "reproducible",
     )
 
     def get_params(self) -> dict[str, Any]:

@@ -38,8 +38,8 @@ class CADP(LaplacePrivatizer):
 
     method_name = "cadp"
 
-    def __init__(self, flow: InvertibleFlow, epsilon: float, clip: float, paper_scale: bool = False, *, secure_rng: bool = False) -> None:
-        super().__init__(epsilon, secure_rng=secure_rng)
+    def __init__(self, flow: InvertibleFlow, epsilon: float, clip: float, paper_scale: bool = False, *, reproducible: bool = False) -> None:
+        super().__init__(epsilon, reproducible=reproducible)
         if not clip > 0:
             raise PrivacyError(f"the L1 clipping radius must be positive, got {clip}")
         self.flow = flow
@@ -47,9 +47,9 @@ class CADP(LaplacePrivatizer):
         self.paper_scale = paper_scale
 
     @classmethod
-    def from_flow_dir(cls, epsilon: float, flow: str | Path, clip: float, paper_scale: bool = False, *, secure_rng: bool = False) -> Self:
+    def from_flow_dir(cls, epsilon: float, flow: str | Path, clip: float, paper_scale: bool = False, *, reproducible: bool = False) -> Self:
         """CADP with the flow trained into ``flow`` by ``privmed train flow`` (what the sweep and the CLI build)."""
-        return cls(load_trained_flow(flow).flow, epsilon, float(clip), paper_scale=bool(paper_scale), secure_rng=bool(secure_rng))
+        return cls(load_trained_flow(flow).flow, epsilon, float(clip), paper_scale=bool(paper_scale), reproducible=bool(reproducible))
 
     @property
     def sensitivity(self) -> float:
@@ -61,9 +61,9 @@ class CADP(LaplacePrivatizer):
         """``epsilon``; with ``paper_scale`` the epsilon that the seed's scale S/epsilon truly gives, 2*epsilon."""
         return 2.0 * self.epsilon if self.paper_scale else self.epsilon
 
-    def noisy_latents(self, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def noisy_latents(self, latents: Tensor, seed: int | None = None) -> Tensor:
         """The mechanism itself: clip each latent (N, D) to the L1 ball, add Laplace noise. Decoding is post-processing."""
-        return self._perturb(latents, self._mechanism(generator))
+        return self._perturb(latents, self._mechanism(seed))
 
     def _perturb(self, latents: Tensor, mechanism: LaplaceMechanism) -> Tensor:
         return mechanism.add_noise(clip_l1(latents, self.clip))

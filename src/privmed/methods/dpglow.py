@@ -36,8 +36,8 @@ class DPGLOW(LaplacePrivatizer):
 
     method_name = "dpglow"
 
-    def __init__(self, flow: InvertibleFlow, epsilon: float, alpha: float = 0.4, *, secure_rng: bool = False) -> None:
-        super().__init__(epsilon, secure_rng=secure_rng)
+    def __init__(self, flow: InvertibleFlow, epsilon: float, alpha: float = 0.4, *, reproducible: bool = False) -> None:
+        super().__init__(epsilon, reproducible=reproducible)
         if not 0 < alpha <= 1:
             raise PrivacyError(f"alpha must lie in (0, 1], got {alpha}")
         self.flow = flow
@@ -47,13 +47,13 @@ class DPGLOW(LaplacePrivatizer):
         self.range_: Tensor | None = None
 
     @classmethod
-    def from_flow_dir(cls, epsilon: float, flow: str | Path, alpha: float = 0.4, *, secure_rng: bool = False) -> Self:
+    def from_flow_dir(cls, epsilon: float, flow: str | Path, alpha: float = 0.4, *, reproducible: bool = False) -> Self:
         """DP-GLOW with the flow trained into ``flow`` by ``privmed train flow``, its box fitted on the
         flow's training latent range (kept in the flow directory)."""
         trained = load_trained_flow(flow)
         if trained.latent_min is None or trained.latent_max is None:
             raise PrivmedError(f"{flow}: the flow has no training latent range (train it to the last epoch first)")
-        return cls(trained.flow, epsilon, float(alpha), secure_rng=bool(secure_rng)).fit_range(trained.latent_min, trained.latent_max)
+        return cls(trained.flow, epsilon, float(alpha), reproducible=bool(reproducible)).fit_range(trained.latent_min, trained.latent_max)
 
     def fit(self, data: ImageDataset | Tensor | np.ndarray | None = None) -> Self:
         """Fit the box on training latents (N, D), or on the latents of a (public) ImageDataset."""
@@ -93,10 +93,10 @@ class DPGLOW(LaplacePrivatizer):
         centre = self.centre_.to(latents)
         return torch.clamp(latents, centre - half, centre + half)
 
-    def noisy_latents(self, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def noisy_latents(self, latents: Tensor, seed: int | None = None) -> Tensor:
         """The mechanism itself: clip each latent (N, D) to the box, add Laplace noise (before the second clip)."""
         self._check_fitted("width_")
-        return self._mechanism(generator).add_noise(self._clip_to_box(latents))
+        return self._mechanism(seed).add_noise(self._clip_to_box(latents))
 
     def _privatize_tensor(self, records: Tensor, labels: Tensor | None, mechanism: LaplaceMechanism) -> Tensor:
         # The second clip keeps the latent where the flow was trained; it is post-processing.

@@ -191,8 +191,9 @@ class DPWGAN(DPGenerativeMethod):
     ``1/q`` critic steps (q = batch_size / N) or ``max_steps`` critic steps when given; the noise is
     calibrated so that exactly these steps spend ``epsilon``. With ``run_dir`` the run writes
     config.json, metrics.csv, checkpoints, sample grids and privacy.json there (every epoch, or
-    every ``checkpoint_every`` critic steps) and can be resumed. ``secure_rng`` draws the DP noise
-    from a cryptographically secure source (not reproducible; ``seed`` still sets everything else).
+    every ``checkpoint_every`` critic steps) and can be resumed. The DP noise and the Poisson
+    batches are secret (never stored); ``seed`` sets networks, patches, latents and samples, and
+    ``reproducible=True`` derives the noise and batches from it too (a research run, flagged as such).
     Under ``torchrun`` (after :func:`privmed.privacy.distributed.init_from_env`) ``fit`` trains
     data-parallel: same guarantee and accounting as one process with the same global batch.
 
@@ -204,7 +205,7 @@ class DPWGAN(DPGenerativeMethod):
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "patch_size", "patches_per_subject", "epochs", "max_steps", "batch_size", "n_critic",
         "learning_rate", "weight_clip", "max_grad_norm", "latent_dim", "generator_channels", "critic_channels",
-        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every", "secure_rng",
+        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every", "reproducible",
     )
 
     def __init__(
@@ -230,7 +231,7 @@ class DPWGAN(DPGenerativeMethod):
         accountant: str = "rdp",
         seed: int = 0,
         checkpoint_every: int | None = None,
-        secure_rng: bool = False,
+        reproducible: bool = False,
         run_dir: str | Path | None = None,
         resume: bool = False,
         data_ref: str | None = None,
@@ -257,7 +258,7 @@ class DPWGAN(DPGenerativeMethod):
         self.accountant = accountant
         self.seed = seed
         self.checkpoint_every = checkpoint_every
-        self.secure_rng = secure_rng
+        self.reproducible = reproducible
         self.run_dir = run_dir
         self.resume = resume
         self.data_ref = data_ref

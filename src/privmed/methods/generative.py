@@ -65,7 +65,7 @@ class DPGenerativeMethod(GenerativeMethod):
             records_per_unit=None if plan.unit == PrivacyUnit.RECORD.value else self.records_per_unit, run=run,
             release=LedgerRelease(data_key, run_id, f"{self.method_label} {run.path if run else 'in memory'}"),
             on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
-            secure_rng=self.secure_rng,
+            reproducible=self.reproducible,
         )
 
     def get_params(self) -> dict[str, Any]:

@@ -2,15 +2,14 @@
 
 Each privatizer perturbs every record once with a Laplace mechanism of pure epsilon, so one call to
 ``privatize`` is epsilon-DP per record (parallel composition over records); calls compose by basic
-composition in a ``"laplace"`` accountant. Noise is drawn from a generator seeded from the operating
-system unless a seed is given: torch's default generator starts from the same seed in every process,
-which would make the noise predictable. With ``secure_rng=True`` it comes from a cryptographically
-secure source instead (:mod:`privmed.privacy.secure_rng`), which takes no seed.
+composition in a ``"laplace"`` accountant. Noise comes from a secret cryptographically secure stream
+(:mod:`privmed.privacy.secure_rng`) unless the release is reproducible: a ``seed`` given to
+``privatize`` (or ``reproducible=True``, seed 0 by default) derives the noise from that seed, and the
+report then says the release has no guarantee against anyone who knows the seed.
 """
 
 from __future__ import annotations
 
-import secrets
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 
 from privmed.data.dataset import ImageDataset
-from privmed.errors import DataError, NotFittedError, PrivacyError
+from privmed.errors import DataError, NotFittedError
 from privmed.methods.base import PrivatizingMethod
 from privmed.models.flows import InvertibleFlow
 from privmed.privacy.accountants import make_accountant
@@ -36,12 +35,11 @@ FLOW_DATA_NOTE = (
     "its training data is not covered by this guarantee and must be public or otherwise authorized"
 )
 
-SECURE_NOISE_NOTE = "Laplace noise drawn from a cryptographically secure source (AES-256-CTR keyed by os.urandom): not reproducible"
-
-
-def noise_generator(seed: int | None) -> torch.Generator:
-    """A generator for DP noise: seeded by ``seed`` (reproducible tests) or by the OS (real releases)."""
-    return torch.Generator().manual_seed(secrets.randbits(63) if seed is None else int(seed))
+SECRET_NOISE_NOTE = "Laplace noise drawn from a secret cryptographically secure source (AES-256-CTR keyed by os.urandom), never stored"
+REPRODUCIBLE_NOTE = (
+    "REPRODUCIBLE RELEASE: the Laplace noise follows from the seed; no guarantee against anyone who knows the seed "
+    "(a research run, not a release)"
+)
 
 
 def group_epsilon(epsilon_per_record: float, records: int) -> float:
@@ -54,15 +52,16 @@ def group_epsilon(epsilon_per_record: float, records: int) -> float:
 class LaplacePrivatizer(PrivatizingMethod):
     """Base of the local-DP privatizers: subclasses build ``_mechanism`` and ``_privatize_tensor``.
 
-    ``secure_rng`` draws the Laplace noise from a cryptographically secure source (no seed accepted).
+    The Laplace noise is secret unless the release is reproducible: ``reproducible=True`` or a seed
+    given to ``privatize`` (see the module docstring).
     """
 
     method_name = "laplace"
 
-    def __init__(self, epsilon: float, *, secure_rng: bool = False) -> None:
+    def __init__(self, epsilon: float, *, reproducible: bool = False) -> None:
         check_epsilon(epsilon)
         self.epsilon = epsilon
-        self.secure_rng = secure_rng
+        self.reproducible = reproducible
         self._accountant = make_accountant("laplace")
         self._released: ImageDataset | None = None
         self._seed: int | None = None
@@ -77,8 +76,8 @@ class LaplacePrivatizer(PrivatizingMethod):
         """The epsilon the Laplace noise is calibrated to (with ``sensitivity``, it sets the scale)."""
         return self.epsilon
 
-    def _mechanism(self, generator: torch.Generator | None = None) -> LaplaceMechanism:
-        return LaplaceMechanism(self.sensitivity, self.mechanism_epsilon, generator=generator, secure_rng=self.secure_rng)
+    def _mechanism(self, seed: int | None = None) -> LaplaceMechanism:
+        return LaplaceMechanism(self.sensitivity, self.mechanism_epsilon, seed=seed)
 
     @abstractmethod
     def _privatize_tensor(self, records: Tensor, labels: Tensor | None, mechanism: LaplaceMechanism) -> Tensor:
@@ -116,10 +115,13 @@ class LaplacePrivatizer(PrivatizingMethod):
 
     @torch.inference_mode()
     def privatize_records(self, records: Tensor, labels: Tensor | None = None, seed: int | None = None, batch_size: int = 256) -> Tensor:
-        """Privatize a tensor of records (images or table rows) and account the release."""
-        if self.secure_rng and seed is not None:
-            raise PrivacyError("secure_rng noise cannot be seeded: leave the seed out")
-        mechanism = self._mechanism(None if self.secure_rng else noise_generator(seed))
+        """Privatize a tensor of records (images or table rows) and account the release.
+
+        The noise is secret unless ``seed`` is given or the privatizer is ``reproducible`` (seed 0 by default).
+        """
+        if seed is None and self.reproducible:
+            seed = 0
+        mechanism = self._mechanism(seed)
         parts = [
             self._privatize_tensor(records[start : start + batch_size], None if labels is None else labels[start : start + batch_size], mechanism)
             for start in range(0, records.shape[0], batch_size)
@@ -155,8 +157,7 @@ class LaplacePrivatizer(PrivatizingMethod):
         mechanism = self._mechanism()
         epsilon = self._accountant.get_epsilon(0.0)
         notes = self._extra_notes()
-        if self.secure_rng:
-            notes.append(SECURE_NOISE_NOTE)
+        notes.append(SECRET_NOISE_NOTE if self._seed is None else REPRODUCIBLE_NOTE)
         unit, n_units, dataset = "record", 0, None
         if self._released is not None:
             data = self._released
@@ -175,6 +176,7 @@ class LaplacePrivatizer(PrivatizingMethod):
             sensitivity=float(self.sensitivity),
             steps=self._accountant.steps,
             seed=self._seed,
+            reproducible=self._seed is not None,
             notes=notes,
             dataset=dataset,
         )

@@ -24,8 +24,8 @@ class PixelLDP(LaplacePrivatizer):
 
     method_name = "pixel-ldp"
 
-    def __init__(self, epsilon: float, *, secure_rng: bool = False) -> None:
-        super().__init__(epsilon, secure_rng=secure_rng)
+    def __init__(self, epsilon: float, *, reproducible: bool = False) -> None:
+        super().__init__(epsilon, reproducible=reproducible)
         self._values_per_record: int | None = None
 
     @property

@@ -9,9 +9,13 @@ for the guarantee to hold and for a run to survive a crash:
 - every private step draws a fresh Poisson batch of privacy units and is one accountant step;
 - the budget ledger: the planned epsilon is reserved before the first step (a resume re-reserves
   the same release id) and settled with the spent epsilon at the end;
-- the run directory: metrics.csv rows, a checkpoint (task, accountant, sampler, noise and global
-  RNG states, step counter) and privacy.json written atomically at every epoch end, so ``resume``
-  continues a killed run exactly, with its accountant intact;
+- secret randomness: the DP noise and the Poisson batches come from secret AES-CTR streams that no
+  file records, unless the run is ``reproducible`` (then both follow from the seed, and the report
+  says the run has no guarantee against anyone who knows it);
+- the run directory: metrics.csv rows, a checkpoint (task, accountant, global RNG states, step
+  counter; the sampler and noise positions only in a reproducible run) and privacy.json written
+  atomically at every epoch end, so ``resume`` continues a killed run with its accountant intact
+  (exactly, in a reproducible run; with fresh secret noise and batches otherwise);
 - progress through a callback (the CLI draws a progress bar with it) and ``logging``.
 
 ``target_epsilon=inf`` trains the same way without clipping or noise: a non-private reference.
@@ -45,13 +49,18 @@ from privmed.privacy.ledger import BudgetLedger
 from privmed.privacy.plan import TrainingPlan
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.sampling import PoissonUnitSampler
+from privmed.privacy.secure_rng import new_secret_key
 from privmed.runs import RunDirectory, run_config
 
 logger = logging.getLogger(__name__)
 
-SECURE_NOISE_NOTE = (
-    "DP-SGD noise drawn from a cryptographically secure source (AES-256-CTR keyed by os.urandom): "
-    "not reproducible from the seed, which still sets networks, batches and latents"
+SECRET_RANDOMNESS_NOTE = (
+    "DP-SGD noise and Poisson batches drawn from a secret cryptographically secure source (AES-256-CTR keyed by "
+    "os.urandom), never stored: the published seed sets only networks, latents and samples"
+)
+REPRODUCIBLE_NOTE = (
+    "REPRODUCIBLE RUN: the DP-SGD noise and the Poisson batches follow from the seed; no guarantee against anyone "
+    "who knows the seed (a research run, not a release)"
 )
 CHECKPOINT_FORMAT = 1
 
@@ -60,12 +69,12 @@ class PrivateGradient:
     """The gradient of a module's private step: DP-SGD when the plan is private, plain otherwise.
 
     Both cases scale the same way, ``sum over private rows / expected_batch_units + public rows``,
-    so a non-private reference differs from a private run only by clipping and noise. ``secure_rng``
-    draws the DP noise from a cryptographically secure source (``seed`` then seeds nothing here).
+    so a non-private reference differs from a private run only by clipping and noise. The DP noise is
+    secret unless ``seed`` is given (a reproducible research run, :class:`DPGradient`).
     In a data-parallel ``group`` both cases sum the gradient over ranks (see :mod:`privmed.privacy.distributed`).
     """
 
-    def __init__(self, module: nn.Module, plan: TrainingPlan, seed: int | None, *, secure_rng: bool = False, group: ReplicaGroup | None = None) -> None:
+    def __init__(self, module: nn.Module, plan: TrainingPlan, seed: int | None, *, group: ReplicaGroup | None = None) -> None:
         self.module = module
         self.expected_batch_units = plan.expected_batch_units
         self.group = group or current_group()
@@ -75,8 +84,7 @@ class PrivateGradient:
                 max_grad_norm=plan.max_grad_norm,
                 noise_multiplier=plan.noise_multiplier,
                 expected_batch_units=plan.expected_batch_units,
-                seed=None if secure_rng else seed,
-                secure_rng=secure_rng,
+                seed=seed,
                 reducer=self.group if self.group.distributed else None,
             )
             if plan.private
@@ -171,7 +179,11 @@ class DPTrainer:
     unit contributes (clipping is per unit, so the cap costs no privacy). ``run`` (optional) is
     where metrics, checkpoints and privacy.json go, every ``checkpoint_every`` steps (default: every
     epoch) and at the end; ``report_factory(steps, epsilon)`` builds the :class:`PrivacyReport`
-    written there. ``secure_rng`` draws the DP noise from a cryptographically secure source.
+    written there. The DP noise and the Poisson batches come from secret streams that nothing stores
+    (a resumed run draws fresh ones) unless ``reproducible``, which derives both from ``seed``: a
+    research run with no guarantee against anyone who knows the seed, flagged in its report. In a
+    data-parallel job rank 0 draws the secret sampling key and broadcasts it, so all ranks draw the
+    same batches; the key never reaches the disk.
     ``group`` (default: :func:`privmed.privacy.distributed.current_group`) makes the run one rank of a
     data-parallel job: all ranks train, rank 0 alone writes ``run`` and books the ledger; all ranks
     read the checkpoint on resume.
@@ -191,7 +203,7 @@ class DPTrainer:
         on_progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
         checkpoint_every: int | None = None,
-        secure_rng: bool = False,
+        reproducible: bool = False,
         group: ReplicaGroup | None = None,
     ) -> None:
         if checkpoint_every is not None and checkpoint_every < 1:
@@ -205,18 +217,22 @@ class DPTrainer:
         self.on_progress = on_progress
         self.on_epoch = on_epoch
         self.accountant = make_accountant(plan.accountant)
-        self.sampler = PoissonUnitSampler(unit_ids, plan.sample_rate, records_per_unit=records_per_unit, seed=seed)
+        self.group = group or current_group()
+        self.reproducible = reproducible
+        # Every rank must draw the same batches: a secret key from rank 0, broadcast (kept in memory only).
+        key = self.group.main_first(new_secret_key) if self.group.distributed and not reproducible else None
+        self.sampler = PoissonUnitSampler(
+            unit_ids, plan.sample_rate, records_per_unit=records_per_unit, seed=seed if reproducible else None, key=key
+        )
         if self.sampler.n_units != plan.n_units:
             raise PrivmedError(f"the plan counts {plan.n_units} units but the data holds {self.sampler.n_units}")
-        self.group = group or current_group()
         if self.group.world_size > plan.expected_batch_units:
             raise PrivmedError(
                 f"{self.group.world_size} processes for an expected batch of {plan.expected_batch_units:g} units: "
                 "use at most as many processes as the batch size"
             )
         self.unit_ids = np.asarray(unit_ids)
-        self.secure_rng = secure_rng
-        self.gradient = PrivateGradient(task.private_module, plan, seed, secure_rng=secure_rng, group=self.group)
+        self.gradient = PrivateGradient(task.private_module, plan, seed if reproducible else None, group=self.group)
         self.step = 0
         self._epsilon_cache: tuple[int, float] = (0, 0.0)
 
@@ -298,8 +314,9 @@ class DPTrainer:
         """The method's report, with the notes on how the trainer drew the noise and split the work."""
         report = self.report_factory(steps, epsilon)
         extra = []
-        if self.secure_rng and self.plan.private:
-            extra.append(SECURE_NOISE_NOTE)
+        if self.plan.private:
+            extra.append(REPRODUCIBLE_NOTE if self.reproducible else SECRET_RANDOMNESS_NOTE)
+        report.reproducible = self.reproducible and self.plan.private
         if self.group.distributed:
             extra.append(
                 f"trained data-parallel on {self.group.world_size} processes: one global Poisson batch per step, each process "

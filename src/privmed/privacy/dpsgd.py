@@ -29,9 +29,8 @@ private data: log them for diagnosis, never release them.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -43,7 +42,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from privmed.errors import PrivacyError
-from privmed.privacy.secure_rng import SecureNoise
+from privmed.privacy.secure_rng import random_stream
 
 if TYPE_CHECKING:
     from privmed.privacy.distributed import ReplicaGroup
@@ -56,24 +55,16 @@ NORM_STRATEGIES: tuple[str, ...] = ("auto", "ghost", "materialize")
 # Per-row weight gradients larger than this (all rows of one layer together) are never materialized.
 MAX_MATERIALIZED_BYTES = 512 * 2**20
 
-# The seeded Gaussian noise is drawn in this many independent streams, filled concurrently: torch's CPU
-# normal_ runs on one thread, and on a 2-core CPU one noise draw is ~10% of a 64x64 critic step. The count
-# is fixed (not the thread count) so that a seed gives the same noise on any machine.
-NOISE_STREAMS = 2
-_noise_workers: ThreadPoolExecutor | None = None
+NOISE_PURPOSE = "dpsgd-noise"
+_noise_worker: ThreadPoolExecutor | None = None
 
 
-def _fill_gaussian(chunks: list[Tensor], generators: list[torch.Generator], std: float) -> None:
-    """``chunk.normal_(0, std, generator)`` for each pair, concurrently when torch may use several threads."""
-    global _noise_workers
-    if torch.get_num_threads() < 2 or chunks[0].device.type != "cpu":
-        for chunk, generator in zip(chunks, generators):
-            chunk.normal_(0.0, std, generator=generator)
-        return
-    if _noise_workers is None:
-        _noise_workers = ThreadPoolExecutor(max_workers=NOISE_STREAMS, thread_name_prefix="privmed-noise")
-    for future in [_noise_workers.submit(chunk.normal_, 0.0, std, generator=generator) for chunk, generator in zip(chunks, generators)]:
-        future.result()
+def _background() -> ThreadPoolExecutor:
+    """The one thread that draws the next step's noise while the current step computes its gradients."""
+    global _noise_worker
+    if _noise_worker is None:
+        _noise_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="privmed-noise")
+    return _noise_worker
 
 _SUPPORTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.GroupNorm, nn.LayerNorm, _InstanceNorm, nn.Embedding)
 
@@ -404,13 +395,16 @@ class DPGradient:
 
     ``norm_strategy`` picks how per-unit norms are computed per layer: ``"auto"`` (the cheaper of the
     two by operation count), ``"ghost"`` (Gram matrices) or ``"materialize"`` (per-row gradients).
-    The noise comes from a dedicated generator seeded with ``seed`` (OS entropy when None) or, with
-    ``secure_rng``, from :class:`privmed.privacy.secure_rng.SecureNoise` (no seed; not reproducible).
+    The noise comes from a secret AES-CTR stream (:mod:`privmed.privacy.secure_rng`: no seed, no
+    state to save) unless ``seed`` is given, which makes it reproducible from that seed (a research
+    run: no guarantee against anyone who knows the seed). Either way it is drawn in float64 with exact
+    tails, then cast; with ``prefetch`` (the default) the next step's noise, which depends on no data,
+    is drawn in a background thread while the current step computes its gradients.
 
     ``reducer`` (a :class:`privmed.privacy.distributed.ReplicaGroup`) makes this one rank of a
     data-parallel job: each rank clips its own units (whole units per rank), the per-parameter sums
     of clipped private and public gradients are summed over ranks, and the noise is drawn once, on
-    rank 0, and enters that sum (so the unseeded secure source works too); every rank ends with the
+    rank 0, and enters that sum (so the secret source works too); every rank ends with the
     same ``p.grad``, which equals the single-process gradient of the whole batch.
     """
 
@@ -423,8 +417,8 @@ class DPGradient:
         expected_batch_units: float,
         seed: int | None = None,
         norm_strategy: NormStrategy = "auto",
-        secure_rng: bool = False,
         reducer: ReplicaGroup | None = None,
+        prefetch: bool = True,
     ) -> None:
         if not max_grad_norm > 0:
             raise PrivacyError(f"max_grad_norm must be > 0, got {max_grad_norm}")
@@ -434,8 +428,6 @@ class DPGradient:
             raise PrivacyError(f"expected_batch_units must be > 0, got {expected_batch_units}")
         if norm_strategy not in NORM_STRATEGIES:
             raise PrivacyError(f"unknown norm_strategy {norm_strategy!r}: use one of {', '.join(NORM_STRATEGIES)}")
-        if secure_rng and seed is not None:
-            raise PrivacyError("secure_rng draws noise from the operating system's entropy: it takes no seed")
         validate_module(module)
         self.module = module
         self.max_grad_norm = float(max_grad_norm)
@@ -450,15 +442,15 @@ class DPGradient:
         self.parameters = [p for owned in self._layers for p in owned.parameters.values()]
         if not self.parameters:
             raise PrivacyError(f"{type(module).__name__} has no trainable parameters to train with DP-SGD")
-        device = self.parameters[0].device
-        self.secure_rng = secure_rng
         self.reducer = reducer
-        self._secure_noise = SecureNoise() if secure_rng else None
-        stream_seeds = torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
-        self._noise = [
-            torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=stream_seeds)))
-            for _ in range(NOISE_STREAMS)
-        ]
+        self._stream = random_stream(seed, NOISE_PURPOSE)
+        self._noise_std = self.noise_multiplier * self.max_grad_norm / self.expected_batch_units
+        self._groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+        for index, parameter in enumerate(self.parameters):
+            self._groups.setdefault((parameter.dtype, parameter.device), []).append(index)
+        self.prefetch = prefetch
+        self._pending: Future[list[Tensor]] | None = None
+        self._pending_position = 0
         for parameter in self.parameters:
             parameter.requires_grad_(False)
         self._capturing = False
@@ -466,6 +458,7 @@ class DPGradient:
 
     def close(self) -> None:
         """Hand the parameters back to autograd (``requires_grad=True``); the engine is unusable afterwards."""
+        self._settle()
         for parameter in self.parameters:
             parameter.requires_grad_(True)
         self._layers, self.parameters = [], []
@@ -539,9 +532,8 @@ class DPGradient:
         factors = self.max_grad_norm / norms.clamp(min=self.max_grad_norm)
         row_weights = torch.ones(layout.n_rows, device=losses.device, dtype=squared.dtype)
         row_weights[layout.private.index] = factors[layout.unit_of_row] / self.expected_batch_units
-        noise_std = self.noise_multiplier * self.max_grad_norm / self.expected_batch_units
         draws_noise = self.reducer is None or self.reducer.is_main
-        noises = self._gaussian(noise_std) if draws_noise else None
+        noises = self._take_noise() if draws_noise else None
         grads = []
         for owned, gradient in zip(self._layers, layer_gradients):
             values = gradient.gradients(row_weights.to(self._dtype(owned))) if gradient is not None else {}
@@ -561,25 +553,46 @@ class DPGradient:
             mean_norm=float(norms.mean()) if layout.n_units else 0.0,
         )
 
-    def _gaussian(self, std: float) -> list[Tensor]:
-        """N(0, std^2) noise for every owned parameter, in ``self.parameters`` order.
+    @property
+    def reproducible(self) -> bool:
+        """Whether the noise follows from a seed (a research run) rather than from a secret stream."""
+        return not self._stream.secret
 
-        From the secure source, or from the seeded streams: one buffer per dtype and device, cut into
-        ``NOISE_STREAMS`` pieces filled concurrently, of which each parameter's noise is a view.
+    def _draw(self) -> list[Tensor]:
+        """N(0, (sigma C / B)^2) noise for every owned parameter, in ``self.parameters`` order.
+
+        One float64 draw per dtype and device, cast once, of which each parameter's noise is a view.
         """
-        if self._secure_noise is not None:
-            return [self._secure_noise.gaussian(p.shape, std, dtype=p.dtype, device=p.device) for p in self.parameters]
         noises: list[Tensor | None] = [None] * len(self.parameters)
-        groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-        for index, parameter in enumerate(self.parameters):
-            groups.setdefault((parameter.dtype, parameter.device), []).append(index)
-        for (dtype, device), indices in groups.items():
-            flat = torch.empty(sum(self.parameters[i].numel() for i in indices), dtype=dtype, device=device)
-            _fill_gaussian(list(flat.tensor_split(NOISE_STREAMS)), self._noise, std)
-            pieces = flat.split([self.parameters[i].numel() for i in indices])
-            for index, piece in zip(indices, pieces):
+        for (dtype, device), indices in self._groups.items():
+            sizes = [self.parameters[i].numel() for i in indices]
+            if self._noise_std == 0:
+                flat = torch.zeros(sum(sizes), dtype=dtype, device=device)
+            else:
+                flat = self._stream.gaussian((sum(sizes),), self._noise_std, dtype=dtype, device=device)
+            for index, piece in zip(indices, flat.split(sizes)):
                 noises[index] = piece.view(self.parameters[index].shape)
+        return noises  # type: ignore[return-value]
+
+    def _take_noise(self) -> list[Tensor]:
+        """This step's noise (drawn ahead in the background when ``prefetch``), then start drawing the next step's.
+
+        Steps stay independent: each step's noise is the next stretch of the stream, used once.
+        """
+        if self._pending is not None:
+            noises, self._pending = self._pending.result(), None
+        else:
+            noises = self._draw()
+        if self.prefetch:
+            self._pending_position = self._stream.position
+            self._pending = _background().submit(self._draw)
         return noises
+
+    def _settle(self) -> None:
+        """Wait for (and drop) a noise draw running in the background."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
 
     @staticmethod
     def _dtype(owned: _OwnedLayer) -> torch.dtype:
@@ -606,17 +619,14 @@ class DPGradient:
         return _layer_gradient(owned.layer, owned.parameters, activations, output_grad, layout, self.norm_strategy)
 
     def state_dict(self) -> dict:
-        """The noise generator's state, so a resumed run draws exactly the noise it would have drawn.
-
-        A secure noise source has no state to save: a resumed run continues with fresh secure noise.
-        """
-        return {"secure_rng": True} if self.secure_rng else {"noise_generators": [g.get_state() for g in self._noise]}
+        """What a checkpoint keeps of the noise source: a reproducible stream's seed and the position of the
+        next unused noise; for a secret stream only that it is secret (a resumed run draws fresh secret noise)."""
+        state = self._stream.state_dict()
+        if self._pending is not None and "position" in state:
+            state["position"] = self._pending_position
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the noise generator from :meth:`state_dict` (nothing to restore for a secure source)."""
-        if self.secure_rng:
-            return
-        if "noise_generators" not in state:
-            raise PrivacyError("this state comes from an engine with a secure noise source, which has no seeded state to restore")
-        for generator, generator_state in zip(self._noise, state["noise_generators"], strict=True):
-            generator.set_state(generator_state)
+        """Continue a reproducible stream where :meth:`state_dict` left it (nothing to restore for a secret one)."""
+        self._settle()
+        self._stream.load_state_dict(state)

@@ -51,7 +51,9 @@ class PrivacyReport:
     ``sample_rate``, ``noise_multiplier``, ``max_grad_norm`` and ``steps``; Laplace releases fill
     ``laplace_scale`` and ``sensitivity``. ``group_privacy`` states, for a record-level release, what
     a patient with several records gets (see :func:`privmed.privacy.group.group_privacy_report`).
-    ``notes`` hold warnings and every way the run differs from the paper it follows.
+    ``notes`` hold warnings and every way the run differs from the paper it follows. ``reproducible``
+    marks a research run whose noise (and batches) follow from ``seed``: no guarantee against anyone
+    who knows the seed.
     """
 
     mechanism: str
@@ -67,6 +69,7 @@ class PrivacyReport:
     max_grad_norm: float | None = None
     steps: int | None = None
     seed: int | None = None
+    reproducible: bool = False
     notes: list[str] = field(default_factory=list)
     group_privacy: dict[str, Any] | None = None
     dataset: str | None = None

@@ -25,6 +25,12 @@ MEANINGLESS_EPSILON = 1000.0
 ATTACK_FPR = 0.01
 """The false-alarm rate at which the plain-words text states the DP bound on a membership test."""
 
+REPRODUCIBLE_WARNING = (
+    "Reproducible research run: the DP noise (and, for DP-SGD, the batches) follow from the seed {seed}. "
+    "There is no guarantee against anyone who knows the seed; do not release it."
+)
+"""The report's warning for a run whose randomness follows from its seed."""
+
 _ACCOUNTANTS = {"rdp": "Rényi-DP (RDP) accountant", "prv": "privacy-loss-random-variable (PRV) accountant", "laplace": "basic composition of pure-DP releases"}
 
 
@@ -203,6 +209,8 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
                 f"delta = {report.delta:.3g} is at least 1/N = {1.0 / report.n_units:.3g} for N = {report.n_units} {plural(report.unit, report.n_units)}: "
                 "such a delta allows one unit's data to be released in the clear.",
             ))
+    if report.reproducible and not math.isinf(report.epsilon):
+        found.append(ReportWarning("danger", REPRODUCIBLE_WARNING.format(seed=report.seed)))
     if any(note.lower().startswith("paper scale") for note in report.notes):
         found.append(ReportWarning(
             "caution",

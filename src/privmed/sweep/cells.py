@@ -114,7 +114,7 @@ def _local_dp_cell(config: SweepConfig, epsilon: float, seed: int, cell: Path, t
         release = load(str(data_path))
         _settle(cell, privacy_path)
     else:
-        release = _privatize(config, epsilon, data, cell, privacy_path, data_path)
+        release = _privatize(config, epsilon, seed, data, cell, privacy_path, data_path)
     return _classifier_utility(release, test, config.evaluation, seed, cell)
 
 
@@ -134,8 +134,11 @@ def _release_id(cell: Path, stale_release: bool) -> str:
     return release_id
 
 
-def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Path, privacy_path: Path, data_path: Path) -> ImageDataset:
-    """Reserve, privatize, write data.npz and privacy.json, settle: the steps of ``privmed privatize``."""
+def _privatize(config: SweepConfig, epsilon: float, seed: int, data: ImageDataset, cell: Path, privacy_path: Path, data_path: Path) -> ImageDataset:
+    """Reserve, privatize, write data.npz and privacy.json, settle: the steps of ``privmed privatize``.
+
+    The noise is secret unless the options ask for ``reproducible`` noise, which then follows from the cell's seed.
+    """
     from privmed.methods.release import release
 
     method = get_method(config.method).make(epsilon, **config.options)
@@ -143,6 +146,7 @@ def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Pa
     return release(
         method, cell, data=data, data_path=data_path, release_id=release_id,
         description=f"sweep {config.method} epsilon={epsilon:g} cell={cell}", overwrite=True,
+        seed=seed if method.reproducible else None,
     ).data
 
 

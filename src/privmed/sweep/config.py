@@ -92,7 +92,7 @@ class SweepConfig:
 
     ``options`` are the method's keyword arguments (for the GANs, those of ``DPWGAN`` / ``ACGAN``
     except epsilon and seed, which the grid sets; for CADP ``flow`` and ``clip`` (and ``paper_scale``),
-    for DP-GLOW ``flow`` (and ``alpha``); every local-DP method takes ``secure_rng``). ``evaluation`` overrides
+    for DP-GLOW ``flow`` (and ``alpha``); every local-DP method takes ``reproducible``, which derives its noise from the cell's seed). ``evaluation`` overrides
     the method's evaluation defaults in :mod:`privmed.methods.registry`. Relative paths are made absolute when the configuration is read.
     """
 
