@@ -32,7 +32,7 @@ def train(
     data: str | None = typer.Option(None, "--data", help="Image + label pairs: a dataset ref (PATH, PATH:SPLIT, phantom:train). Optional with --resume."),
     out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
     epsilon: float | None = typer.Option(None, "--epsilon", help="Target epsilon for the whole run; 'inf' trains without DP (a reference). Required unless --resume."),
-    delta: float | None = typer.Option(None, "--delta", help="Delta; default 1/(N+1) for N private units (it must be below 1/N)."),
+    delta: float | None = typer.Option(None, "--delta", help="Delta; default min(1e-5, 1/(10N)) for N private units (it must be below 1/N; above 1/(10N) is flagged)."),
     unit: Unit = typer.Option(Unit.patch, "--unit", help="What epsilon protects: one patch, every patch of an image, or every patch of a patient."),
     patch_size: int = typer.Option(64, "--patch-size", help="Patch side when the data holds whole images (32, 64, 96, 128, ...)."),
     patches_per_subject: int | None = typer.Option(

@@ -11,8 +11,8 @@ Two things privmed does differently, on purpose (both stated in every privacy re
 - every critic step draws a fresh Poisson batch and is one accountant step; the paper's code reused
   one batch for five critic steps and stepped the accountant less often than the optimizer, which
   under-reports epsilon about four-fold;
-- the default delta is 1/(N+1) for N private units: delta must stay below 1/N, since delta = 1/N
-  (the paper's choice) allows one unit's data to be released in the clear.
+- the default delta is min(1e-5, 1/(10N)) for N private units, not the paper's 1/N: delta = 1/N
+  allows one unit's data to be released in the clear.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from privmed.methods.training import (
 )
 from privmed.models.wgan import Critic, Generator, split_sample
 from privmed.privacy.distributed import ReplicaGroup
-from privmed.privacy.group import group_privacy_report
+from privmed.privacy.group import group_privacy_report, group_sizes
 from privmed.privacy.ledger import dataset_key
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit
@@ -190,7 +190,7 @@ class DPWGAN(DPGenerativeMethod):
     """A Wasserstein GAN of image + label pairs whose critic is trained with DP-SGD (Kossen et al. 2022).
 
     ``epsilon`` is the target (``inf`` trains without privacy, as a reference); ``delta`` defaults
-    to 1/(N+1) for N private units. ``unit`` is what epsilon protects: ``patch`` (one training
+    to min(1e-5, 1/(10N)) for N private units. ``unit`` is what epsilon protects: ``patch`` (one training
     record), ``image`` (all patches of a source image) or ``patient``. Whole images are cut into
     ``patches_per_subject`` patches of ``patch_size`` first (default: seed 000's 1000, or as many
     distinct patches as every subject's images can supply, if fewer). The run lasts ``epochs`` epochs of
@@ -316,13 +316,13 @@ class DPWGAN(DPGenerativeMethod):
         group = self._group_privacy(plan, pairs_data)
 
         def report_factory(steps: int, epsilon: float) -> PrivacyReport:
-            return privacy_report(plan, steps, epsilon, seed=self.seed, dataset=key, notes=notes, group_privacy=group(epsilon))
+            return privacy_report(plan, steps, epsilon, seed=self.seed, dataset=data.name, notes=notes, group_privacy=group(epsilon))
 
         logger.info(
             "DP-WGAN: %d %ss, q=%.4g, %d critic steps, noise multiplier %s, delta %.3g",
             plan.n_units, plan.unit_word, plan.sample_rate, plan.steps, plan.noise_multiplier, plan.delta,
         )
-        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id)
+        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id, group_sizes(pairs_data, plan.unit))
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             np_state = np.random.get_state()
@@ -351,7 +351,7 @@ class DPWGAN(DPGenerativeMethod):
         ]
         if delta_is_default:
             notes.append(
-                f"delta = 1/(N+1) with N = {plan.n_units} {plan.unit_word} units; seed 000 used 1/N, but delta must be < 1/N "
+                f"delta = min(1e-5, 1/(10N)) with N = {plan.n_units} {plan.unit_word} units; seed 000 used 1/N, but delta must be < 1/N "
                 "(delta = 1/N allows one unit's data to be released in the clear)"
             )
         if plan.unit != PrivacyUnit.RECORD.value and self.records_per_unit is not None:

@@ -41,7 +41,7 @@ from torch import nn
 from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.base import GenerativeMethod
 from privmed.privacy.accountants import make_accountant
-from privmed.privacy.calibration import check_delta, check_epsilon, default_delta, dpsgd_noise_multiplier
+from privmed.privacy.calibration import check_delta, check_epsilon, default_delta, dpsgd_noise_multiplier, steps_for_epochs, steps_per_epoch
 from privmed.privacy.distributed import ReplicaGroup, current_group
 from privmed.privacy.dpsgd import ClippingStats, DPGradient
 from privmed.privacy.ledger import BudgetLedger
@@ -143,8 +143,7 @@ def plan_training(
     if max_grad_norm <= 0:
         raise PrivacyError(f"the clipping bound max_grad_norm must be positive, got {max_grad_norm}")
     sample_rate = batch_size / n_units
-    steps_per_epoch = max(1, round(1.0 / sample_rate))
-    steps = int(max_steps) if max_steps is not None else steps_per_epoch * int(epochs)
+    steps = int(max_steps) if max_steps is not None else steps_for_epochs(int(epochs), sample_rate)
     noise = dpsgd_noise_multiplier(target_epsilon, sample_rate, steps, delta, accountant=accountant) if private else None
     return TrainingPlan(
         target_epsilon=target_epsilon,
@@ -153,7 +152,7 @@ def plan_training(
         unit_word=unit.describe(record_kind),
         n_units=int(n_units),
         sample_rate=sample_rate,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch(sample_rate),
         steps=steps,
         noise_multiplier=noise,
         max_grad_norm=float(max_grad_norm),
@@ -258,6 +257,7 @@ class LedgerRelease:
     dataset_key: str
     release_id: str
     description: str = ""
+    group_sizes: dict[str, int] | None = None
 
 
 ProgressCallback = Callable[[TrainingProgress], None]
@@ -349,6 +349,8 @@ class DPTrainer:
                     delta=self.plan.delta,
                     unit=self.plan.unit_word,
                     description=release.description,
+                    n_units=self.plan.n_units,
+                    group_sizes=release.group_sizes,
                 )
             )
         sums: dict[str, float] = {}
@@ -529,7 +531,8 @@ def start_run(
 ) -> str:
     """Create a run directory's config (or check it, on resume); return the run id the ledger books it under.
 
-    A resume must use the same data (by ledger key) and the same options, so that the accountant's
+    A resume must use the same data (by ledger key, checked against the run's ledger entry: the key is
+    private to the ledger and config.json does not carry it) and the same options, so that the accountant's
     history and the ledger's one entry stay the run's own. Without a run directory the run gets a
     fresh id and cannot be resumed. In a data-parallel job rank 0 does this and every rank gets its answer.
     """
@@ -552,14 +555,14 @@ def _start_run(
         return uuid.uuid4().hex
     if resume:
         config = run.read_config()
-        trained_on = config.get("data", {}).get("key")
-        if trained_on != data_key:
-            raise PrivmedError(f"{run.path} was trained on {trained_on}, not on {data_key}: resume with the same data")
+        booked = next((e for e in BudgetLedger().entries() if e["release_id"] == config.get("run_id")), None)
+        if booked is not None and booked["dataset_key"] != data_key:
+            raise PrivmedError(f"{run.path} was trained on other data than this {data_info.get('name')!r}: resume with the same data")
         if config.get("params") != params:
             raise PrivmedError(f"{run.path} was started with other options: resume it with from_run(RUN_DIR) or --resume alone")
         return str(config["run_id"])
     run_id = uuid.uuid4().hex
-    config = {"method": method, "run_id": run_id, "params": params, "data": {"key": data_key, **data_info}}
+    config = {"method": method, "run_id": run_id, "params": params, "data": dict(data_info)}
     config.update(extra or {})
     config["plan"] = plan.to_dict()
     run.create(config)
@@ -580,7 +583,7 @@ class DPGenerativeMethod(GenerativeMethod):
 
     def _plan(self, data: ImageDataset) -> tuple[np.ndarray, TrainingPlan]:
         """Each record's privacy-unit id and the training plan for ``data`` from this model's options
-        (delta defaults to 1/(N+1) for N units)."""
+        (delta defaults to min(1e-5, 1/(10N)) for N units)."""
         unit = PrivacyUnit.parse(self.unit)
         n_units = data.n_units(unit)
         plan = plan_training(
@@ -599,12 +602,14 @@ class DPGenerativeMethod(GenerativeMethod):
         run: RunDirectory | None,
         data_key: str,
         run_id: str,
+        group_sizes: dict[str, int] | None = None,
     ) -> DPTrainer:
-        """The :class:`DPTrainer` for ``task`` with this model's seed, callbacks and options, booked under ``run_id``."""
+        """The :class:`DPTrainer` for ``task`` with this model's seed, callbacks and options, booked under ``run_id``
+        (``group_sizes``: see :func:`privmed.privacy.group.group_sizes`)."""
         return DPTrainer(
             task, plan, unit_ids, report_factory=report_factory, seed=self.seed,
             records_per_unit=None if plan.unit == PrivacyUnit.RECORD.value else self.records_per_unit, run=run,
-            release=LedgerRelease(data_key, run_id, f"{self.method_label} {run.path if run else 'in memory'}"),
+            release=LedgerRelease(data_key, run_id, f"{self.method_label} {run.path if run else 'in memory'}", group_sizes),
             on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
             secure_rng=self.secure_rng,
         )

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from privmed.errors import PrivacyError
-from privmed.privacy.ledger import BudgetLedger
+from privmed.privacy.calibration import delta_is_large, large_delta_warning
+from privmed.privacy.ledger import BudgetLedger, dataset_name
 from privmed.privacy.report import DPSGD_MECHANISM, LAPLACE_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
 
@@ -51,6 +52,8 @@ class LedgerStatus:
     remaining: float | None = None
     entry: dict[str, Any] | None = None
     matched_by: str | None = None
+    large_delta: tuple[str, ...] = ()
+    uncounted: tuple[str, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -203,6 +206,8 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
                 f"delta = {report.delta:.3g} is at least 1/N = {1.0 / report.n_units:.3g} for N = {report.n_units} {plural(report.unit, report.n_units)}: "
                 "such a delta allows one unit's data to be released in the clear.",
             ))
+        elif delta_is_large(report.delta, report.n_units):
+            found.append(ReportWarning("caution", large_delta_warning(report.delta, report.n_units, report.unit) + "; privmed's default is min(1e-5, 1/(10N))."))
     if any(note.lower().startswith("paper scale") for note in report.notes):
         found.append(ReportWarning(
             "caution",
@@ -225,8 +230,9 @@ def ledger_status(report: PrivacyReport, ledger: BudgetLedger, release_id: str |
     """The dataset's total spend in ``ledger`` at the release's unit (basic composition, all releases).
 
     The dataset is found by the release's own ledger entry (``release_id``, the run id of a training
-    run) when there is one, else by the report's ``dataset`` key; a key written without its fingerprint
-    (just the dataset name) is matched when exactly one ledger key carries that name.
+    run) when there is one, else by the dataset name in privacy.json, when exactly one ledger key carries
+    that name (privacy.json never holds the key itself: its keyed hash is private to the ledger).
+    The status lists the releases whose delta is above 1/(10N) and those that cannot count at this unit.
     """
     unit = privacy_unit(report)
     entries = ledger.entries() if ledger.path.exists() else []
@@ -237,10 +243,10 @@ def ledger_status(report: PrivacyReport, ledger: BudgetLedger, release_id: str |
         key, matched_by = entry["dataset_key"], "this release's own ledger entry"
     elif report.dataset in keys:
         key, matched_by = report.dataset, "the dataset key in privacy.json"
-    elif report.dataset and "@" not in report.dataset:
-        named = sorted(k for k in keys if k.split("@", 1)[0] == report.dataset)
+    elif report.dataset:
+        named = sorted(k for k in keys if dataset_name(k) == dataset_name(report.dataset))
         if len(named) == 1:
-            key, matched_by = named[0], f"the only ledger key named {report.dataset!r} (privacy.json gives no fingerprint)"
+            key, matched_by = named[0], f"the only ledger dataset named {dataset_name(report.dataset)!r}"
     if key is None:
         return LedgerStatus(path=ledger.path, exists=ledger.path.exists(), dataset_key=report.dataset, unit=unit.value)
     epsilon, delta = ledger.spent(key, unit)
@@ -256,4 +262,6 @@ def ledger_status(report: PrivacyReport, ledger: BudgetLedger, release_id: str |
         remaining=ledger.remaining(key, unit),
         entry=entry,
         matched_by=matched_by,
+        large_delta=tuple(r["release_id"] for r in ledger.large_delta_releases(key)),
+        uncounted=tuple(r["release_id"] for r in ledger.uncounted(key, unit)),
     )
