@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from privmed.errors import PrivmedError
+from privmed.errors import PrivacyError, PrivmedError
 from privmed.fileio import write_atomic, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -305,9 +305,15 @@ def _privatizer(config: SweepConfig, epsilon: float, data: ImageDataset) -> Lapl
         from privmed.methods.pixel_ldp import PixelLDP
 
         return PixelLDP(epsilon, secure_rng=secure_rng).fit(data)
-    from privmed.methods.flow_training import load_trained_flow
+    from privmed.methods.flow_training import flow_trained_on, load_trained_flow
 
     trained = load_trained_flow(options["flow"])
+    if flow_trained_on(trained, data, config.data):
+        if not options.get("flow_trained_on_private", False):
+            raise PrivacyError(
+                f"the flow {options['flow']} was trained on {config.data}, the data this sweep privatizes: its releases would protect "
+                "nothing; train the flow on public data (or set options.flow_trained_on_private: releases then state no guarantee)"
+            )
     if config.method == "cadp":
         from privmed.methods.cadp import CADP
 
@@ -358,10 +364,15 @@ def _privatize(config: SweepConfig, epsilon: float, data: ImageDataset, cell: Pa
     from privmed.methods.local_dp import release
 
     method = _privatizer(config, epsilon, data)
+    # The sweep trains a classifier on each release, which needs its labels: they are written as public
+    # (named so in every cell's privacy.json), as a research sweep on data whose labels may be shown.
+    method.set_labels(public_labels=True)
     release_id = _release_id(cell, stale_release=data_path.exists())
+    on_private = bool(config.options.get("flow_trained_on_private", False))
     privatized, _, _ = release(
         method, data, data_path, privacy_path, release_id=release_id,
         description=f"sweep {config.method} epsilon={epsilon:g} cell={cell}", overwrite=True,
+        flow_saw_the_data=on_private, flow_trained_on_private=on_private,
     )
     return privatized
 
@@ -531,21 +542,6 @@ def _write_sweep_json(out: Path, config: SweepConfig, epsilons: list[float], see
     })
 
 
-def _warn_if_flow_saw_the_data(config: SweepConfig) -> None:
-    """Log a warning when the flow of a CADP / DP-GLOW sweep was trained on the very data it privatizes."""
-    if "flow" not in config.options:
-        return
-    from privmed.data import load
-    from privmed.methods.flow_training import load_trained_flow
-    from privmed.privacy.ledger import dataset_key
-
-    if load_trained_flow(config.options["flow"]).data_key == dataset_key(load(config.data)):
-        logger.warning(
-            "the flow %s was trained on the data this sweep privatizes (%s): flow training is not private, so these "
-            "images are not protected by the releases' epsilon; train the flow on public data", config.options["flow"], config.data,
-        )
-
-
 def _require_ray() -> Any:
     try:
         import ray
@@ -614,7 +610,6 @@ def run_sweep(
         if progress is not None:
             progress(CellEvent(done, len(cells), epsilon, seed, "skipped"))
     if ray is not None:
-        _warn_if_flow_saw_the_data(config)
         started = _start_ray(ray, address, num_cpus)
         try:
             task = ray.remote(num_cpus=1)(_cell_task)

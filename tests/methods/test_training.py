@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from privmed.privacy.ledger import BudgetLedger
 from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.training import plan_training, start_run
 from privmed.privacy.calibration import dpsgd_epsilon
@@ -54,7 +55,9 @@ def test_start_run_resumes_only_with_the_same_data_and_options(tmp_path) -> None
     run_id = start_run(run, False, params={"lr": 1.0}, data_key="phantom@aaaa", **common)
     config_before = run.config_path.read_text()
     assert start_run(run, True, params={"lr": 1.0}, data_key="phantom@aaaa", **common) == run_id
-    with pytest.raises(PrivmedError, match="trained on phantom@aaaa"):
+    assert "phantom@aaaa" not in run.config_path.read_text()  # the ledger key stays in the ledger
+    BudgetLedger().reserve("phantom@aaaa", run_id, epsilon=5.0, delta=1e-4, unit="patch")  # what training books
+    with pytest.raises(PrivmedError, match="trained on other data"):
         start_run(run, True, params={"lr": 1.0}, data_key="other@bbbb", **common)
     with pytest.raises(PrivmedError, match="other options"):
         start_run(run, True, params={"lr": 2.0}, data_key="phantom@aaaa", **common)

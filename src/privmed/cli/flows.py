@@ -26,6 +26,17 @@ FLOW_NOT_PRIVATE = (
 )
 
 
+PUBLIC_LABELS_HELP = (
+    "Write each image's class label in the clear. Labels are dropped by default: with this flag they are published unprotected, "
+    "and privacy.json and the report name them as public data."
+)
+LABEL_EPSILON_HELP = "Release class labels privatized by randomized response at this epsilon per image (added to the image's epsilon)."
+FLOW_ON_PRIVATE_HELP = (
+    "Allow a flow trained on the very data being privatized. Such a release carries NO guarantee (epsilon = inf in privacy.json): "
+    "flow training is not private. Without this flag it is refused."
+)
+
+
 class Coupling(str, Enum):
     glow = "glow"
     gin = "gin"
@@ -131,18 +142,23 @@ def _train_flow(
     console.print(f"flow saved in {run.path} (checkpoints/latest.pt); samples in {grid}")
 
 
-def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output_format: OutputFormat, seed: int | None, trained: TrainedFlow | None, description: str) -> None:
+def _release(
+    method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output_format: OutputFormat, seed: int | None, trained: TrainedFlow | None,
+    description: str, labels: tuple[bool, float | None] = (False, None), data_ref: str | None = None, flow_trained_on_private: bool = False,
+) -> None:
     """Reserve the budget, privatize, write data and privacy.json, settle, print the guarantee."""
+    from privmed.methods.flow_training import flow_trained_on
     from privmed.methods.local_dp import release
-    from privmed.privacy.ledger import dataset_key
 
     privacy_path = out / "privacy.json"
     if privacy_path.exists():
         raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
+    method.set_labels(public_labels=labels[0], label_epsilon=labels[1])
     method.check_data(dataset)
-    if trained is not None and trained.data_key == dataset_key(dataset):
+    saw = trained is not None and flow_trained_on(trained, dataset, data_ref)
+    if saw and flow_trained_on_private:
         err_console.print(
-            f"[bold yellow]warning:[/bold yellow] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
+            f"[bold red]no guarantee:[/bold red] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
             highlight=False,
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +167,7 @@ def _release(method: LaplacePrivatizer, dataset: ImageDataset, out: Path, output
         _, report, data_path = release(
             method, dataset, target, privacy_path, release_id=f"{method.method_name}-{uuid.uuid4().hex[:12]}",
             description=description, output_format=output_format.value, seed=seed,
+            flow_saw_the_data=saw, flow_trained_on_private=flow_trained_on_private,
         )
     _print_report(report.to_dict(), data_path, privacy_path)
 
@@ -159,10 +176,13 @@ def _print_report(report: dict[str, Any], data_path: Path, privacy_path: Path) -
     table = Table(title="release guarantee", show_header=False)
     table.add_column("field")
     table.add_column("value")
-    table.add_row("epsilon", f"{report['epsilon']:.6g} per {report['unit']} (pure DP, delta 0)")
+    epsilon = "inf: NO GUARANTEE" if report["epsilon"] == "inf" else f"{report['epsilon']:.6g} per {report['unit']} (pure DP, delta 0)"
+    table.add_row("epsilon", epsilon)
     table.add_row("mechanism", f"{report['mechanism']}, scale {report['laplace_scale']:.6g}, L1 sensitivity {report['sensitivity']:.6g}")
     table.add_row("records", str(report["n_units"]))
     console.print(table)
+    for item in report.get("public_data", []):
+        console.print(f"[bold yellow]public, unprotected:[/bold yellow] {item}", highlight=False)
     for note in report["notes"]:
         console.print(f"[yellow]-[/yellow] {note}", highlight=False)
     console.print(f"wrote {data_path} and {privacy_path}")
@@ -191,10 +211,13 @@ def cadp(
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
     secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
+    public_labels: bool = typer.Option(False, "--public-labels", help=PUBLIC_LABELS_HELP),
+    label_epsilon: float | None = typer.Option(None, "--label-epsilon", help=LABEL_EPSILON_HELP),
+    flow_trained_on_private: bool = typer.Option(False, "--flow-trained-on-private", help=FLOW_ON_PRIVATE_HELP),
 ) -> None:
     """Privatize images with CADP (seed 002): clip each latent to an L1 ball, add Laplace noise, decode.
 
-    Noise scale 2S/epsilon gives epsilon-DP per image (two clipped latents differ by up to 2S in L1). A conditional flow decodes with each image's own class label, which is released unchanged (treated as public). Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
+    Noise scale 2S/epsilon gives epsilon-DP per image (two clipped latents differ by up to 2S in L1). A conditional flow decodes with each image's released class label, so it needs --public-labels or --label-epsilon. Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
     """
     from privmed.data import load
     from privmed.methods.cadp import CADP
@@ -202,7 +225,8 @@ def cadp(
     trained = _load_flow(flow_dir)
     dataset = load(data)
     method = CADP(trained.flow, epsilon, clip, paper_scale=paper_scale, secure_rng=_secure(secure_rng, seed))
-    _release(method, dataset, out, output_format, seed, trained, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
+    _release(method, dataset, out, output_format, seed, trained, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}",
+             (public_labels, label_epsilon), data, flow_trained_on_private)
 
 
 def dpglow(
@@ -214,6 +238,9 @@ def dpglow(
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
     secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
+    public_labels: bool = typer.Option(False, "--public-labels", help=PUBLIC_LABELS_HELP),
+    label_epsilon: float | None = typer.Option(None, "--label-epsilon", help=LABEL_EPSILON_HELP),
+    flow_trained_on_private: bool = typer.Option(False, "--flow-trained-on-private", help=FLOW_ON_PRIVATE_HELP),
 ) -> None:
     """Privatize images with DP-GLOW (seed 003): clip each latent to a per-dimension box, add Laplace noise, clip, decode.
 
@@ -227,7 +254,8 @@ def dpglow(
         raise PrivmedError(f"{flow_dir}: the flow has no training latent range (train it to the last epoch first)")
     dataset = load(data)
     method = DPGLOW(trained.flow, epsilon, alpha, secure_rng=_secure(secure_rng, seed)).fit_range(trained.latent_min, trained.latent_max)
-    _release(method, dataset, out, output_format, seed, trained, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
+    _release(method, dataset, out, output_format, seed, trained, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}",
+             (public_labels, label_epsilon), data, flow_trained_on_private)
 
 
 def pixel_ldp(
@@ -237,6 +265,8 @@ def pixel_ldp(
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed the noise (tests only: a known seed makes the noise predictable)."),
     secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost=SECURE_RNG_RELEASE_COST)),
+    public_labels: bool = typer.Option(False, "--public-labels", help=PUBLIC_LABELS_HELP),
+    label_epsilon: float | None = typer.Option(None, "--label-epsilon", help=LABEL_EPSILON_HELP),
 ) -> None:
     """Privatize images with Laplace noise on every pixel (seed 003's image-domain baseline).
 
@@ -247,4 +277,4 @@ def pixel_ldp(
 
     dataset = load(data)
     method = PixelLDP(epsilon, secure_rng=_secure(secure_rng, seed)).fit(dataset)
-    _release(method, dataset, out, output_format, seed, None, f"pixel LDP epsilon={epsilon:g}")
+    _release(method, dataset, out, output_format, seed, None, f"pixel LDP epsilon={epsilon:g}", (public_labels, label_epsilon), data)

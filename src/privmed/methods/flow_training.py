@@ -127,6 +127,15 @@ def load_trained_flow(flow_dir: str | Path) -> TrainedFlow:
     )
 
 
+def flow_trained_on(trained: TrainedFlow, data: ImageDataset, data_ref: str | None = None) -> bool:
+    """Whether ``trained`` was trained on ``data``: its recorded training data has the same ledger key
+    (keyed content hash, same ledger) or was loaded by the same reference (``config.json``'s ``data``)."""
+    from privmed.privacy.ledger import dataset_key
+
+    same_ref = data_ref is not None and trained.config.get("data") == data_ref
+    return same_ref or (trained.data_key is not None and trained.data_key == dataset_key(data))
+
+
 class FlowTrainer:
     """Maximum-likelihood training of a flow, in the shape of a scikit-learn estimator.
 

@@ -63,13 +63,18 @@ def ledger_salt(ledger_path: str | os.PathLike[str] | None = None) -> bytes:
     salt_path = path.with_name(f".{path.name}.salt")
     if not salt_path.exists():
         salt_path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a private name, then linked into place: a concurrent run either sees
+        # no salt or the complete one, and the first link wins.
+        staging = salt_path.with_name(f"{salt_path.name}.{secrets.token_hex(8)}.tmp")
+        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(secrets.token_bytes(_SALT_BYTES))
         try:
-            descriptor = os.open(salt_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another run created it first
+            os.link(staging, salt_path)
+        except FileExistsError:
             pass
-        else:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(secrets.token_bytes(_SALT_BYTES))
+        finally:
+            staging.unlink()
     salt = salt_path.read_bytes()
     if len(salt) < _SALT_BYTES:
         raise PrivacyError(f"{salt_path}: the ledger's salt file is damaged (fewer than {_SALT_BYTES} bytes)")

@@ -240,7 +240,9 @@ def _samples(release: ReleaseDir, data: ImageDataset | None, source_ref: str | N
         notes.append(f"No real examples: {source_ref} could not be loaded here ({exc}).")
         return pictures, notes, False
     count = min(GRID_RECORDS if data is not None else 8, len(real))
-    same = data is not None and len(data) == len(real) and list(data.sources[:count]) == list(real.sources[:count])
+    same = data is not None and len(data) == len(real) and (
+        list(data.sources[:count]) == list(real.sources[:count]) or data.metadata.get("parent") == real.name  # privatized: opaque ids, same order
+    )
     caption = f"real: the same {count} records before privatization" if same else f"real: first {count} of {len(real)} records of {source_ref}"
     if not count:
         return pictures, notes, False
