@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from privmed.cli._common import console, print_json
+from privmed.cli._common import console, err_console, print_json
 from privmed.errors import PrivmedError
 from privmed.fileio import write_json_atomic
 from privmed.privacy.report import PrivacyReport
@@ -132,6 +133,34 @@ def diversity(
     console.print(f"wrote {paths['diversity']} and {paths['umap']}")
 
 
+DEFAULT_CANARIES = 100
+
+
+def _canary_count(config: dict[str, Any], available: int) -> int:
+    """The configured canary count, else the fewest whose audit can exceed the claimed epsilon (if the pool has them).
+
+    Planned at the configured delta (0 if none), the claim's epsilon from the configuration; without
+    a finite claim, or when the pool is too small, the default 100 (the result then says it cannot test the claim).
+    """
+    from privmed.evaluate.audit import canaries_needed
+
+    if "canaries" in config:
+        return int(config["canaries"])
+    claim = config.get("epsilon")
+    if claim is None or str(claim) == "inf":
+        return DEFAULT_CANARIES
+    needed = canaries_needed(float(claim), delta=float(config.get("delta", 0.0)), confidence=float(config.get("confidence", 0.95)))
+    if needed is None or needed > available:
+        err_console.print(
+            f"[yellow]note:[/yellow] an audit able to show epsilon={float(claim):g} violated needs "
+            f"{'more canaries than any count gives at this delta' if needed is None else f'{needed} canaries'}; the pool has {available}: "
+            f"using {min(DEFAULT_CANARIES, available)}, and the result will say it cannot test the claim",
+            highlight=False,
+        )
+        return min(DEFAULT_CANARIES, available)
+    return max(needed, 2)
+
+
 def audit(
     config_or_run: Path = typer.Argument(..., help="An audit configuration (JSON) or a folder holding one as config.json."),
     out: Path | None = typer.Option(None, "--out", help="Where to write audit.json (default: beside the configuration)."),
@@ -159,7 +188,7 @@ def audit(
     with tempfile.TemporaryDirectory(prefix="privmed-audit-") as scratch:
         method = auditable_from_config(config, run_root=Path(config["run_dir"]) if "run_dir" in config else Path(scratch))
         data = load(str(config["data"]))
-        n_canaries = int(config.get("canaries", 100))
+        n_canaries = _canary_count(config, len(load(str(config["canary_pool"]))) if "canary_pool" in config else len(data) - 1)
         seed = int(config.get("seed", 0))
         canary_options = {"seed": seed, "side": int(config["canary_side"]) if "canary_side" in config else None,
                           "mislabel": bool(config.get("mislabel", method_name == "acgan"))}
@@ -187,8 +216,11 @@ def audit(
         return
     console.print(
         f"{result.correct} of {result.guesses} guesses right on {result.canaries} canaries: epsilon >= {result.epsilon_lower_bound:.3f} per {result.unit} "
-        f"with {result.confidence:.0%} confidence (delta={result.delta:g})"
+        f"with {result.confidence:.0%} confidence (delta={result.delta:g}); the most this audit could prove (every guess right): "
+        f"epsilon = {result.epsilon_ceiling:.3f}"
     )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if result.claimed_epsilon is not None:
         verdict = "[green]consistent with[/green]" if result.consistent else "[bold red]EXCEEDS[/bold red]"
         console.print(f"{verdict} the claimed epsilon {result.claimed_epsilon:g} per {result.unit} (from the method's privacy report)")

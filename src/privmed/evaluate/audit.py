@@ -44,6 +44,8 @@ __all__ = [
     "ModelScoreAudit",
     "ReleaseAudit",
     "audit_from_scores",
+    "canaries_needed",
+    "epsilon_ceiling",
     "epsilon_lower_bound",
     "insert_canaries",
     "make_canaries",
@@ -103,6 +105,41 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, confidenc
     return low
 
 
+def epsilon_ceiling(m: int, r: int, *, delta: float = 0.0, confidence: float = 0.95) -> float:
+    """The largest epsilon this audit could prove at all: the bound when all ``r`` guesses are right.
+
+    A claim at or above it can never be shown violated by ``m`` canaries and ``r`` guesses, however
+    strong the attack.
+    """
+    return epsilon_lower_bound(m, r, r, delta=delta, confidence=confidence)
+
+
+def default_guesses(m: int) -> int:
+    """Guesses the audit makes on ``m`` canaries by default: k+ = k- = m // 4."""
+    return 2 * (m // 4)
+
+
+def canaries_needed(claimed_epsilon: float, *, delta: float = 0.0, confidence: float = 0.95, max_canaries: int = 10**6) -> int | None:
+    """The fewest canaries (with the default guesses) whose ceiling exceeds ``claimed_epsilon``; None past ``max_canaries``.
+
+    With delta > 0 the ceiling stops growing once m * delta is large, so some claims cannot be tested at any count.
+    """
+    def enough(m: int) -> bool:
+        return epsilon_ceiling(m, default_guesses(m), delta=delta, confidence=confidence) > claimed_epsilon
+
+    if not math.isfinite(claimed_epsilon):
+        return None
+    low, high = 3, 8
+    while not enough(high):
+        low, high = high, 2 * high
+        if high > max_canaries:
+            return max_canaries if enough(max_canaries) else None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
+
+
 @dataclass
 class AuditResult:
     """What an audit found: the guesses, their accuracy and the epsilon lower bound (per ``unit``: one canary record)."""
@@ -118,15 +155,24 @@ class AuditResult:
     claimed_epsilon: float | None = None
     unit: str = "image"
     notes: list[str] = field(default_factory=list)
+    epsilon_ceiling: float | None = None
 
     @property
     def consistent(self) -> bool | None:
         """Whether the lower bound stays at or below the claimed epsilon (None without a claim)."""
         return None if self.claimed_epsilon is None else self.epsilon_lower_bound <= self.claimed_epsilon
 
+    @property
+    def can_test_claim(self) -> bool | None:
+        """Whether a perfect attacker could have shown the claim violated (ceiling above the claim); None without a claim."""
+        if self.claimed_epsilon is None or self.epsilon_ceiling is None:
+            return None
+        return self.epsilon_ceiling > self.claimed_epsilon
+
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["consistent"] = self.consistent
+        payload["can_test_claim"] = self.can_test_claim
         if self.claimed_epsilon is not None and math.isinf(self.claimed_epsilon):
             payload["claimed_epsilon"] = "inf"
         return payload
@@ -161,7 +207,16 @@ def audit_from_scores(
     correct = int(included[order[:k_plus]].sum()) + int((~included[order[m - k_minus :]]).sum() if k_minus else 0)
     guesses = k_plus + k_minus
     bound = epsilon_lower_bound(m, guesses, correct, delta=delta, confidence=confidence)
-    return AuditResult(bound, confidence, delta, m, guesses, correct, int(included.sum()), runs, claimed_epsilon, unit)
+    ceiling = epsilon_ceiling(m, guesses, delta=delta, confidence=confidence)
+    result = AuditResult(bound, confidence, delta, m, guesses, correct, int(included.sum()), runs, claimed_epsilon, unit, epsilon_ceiling=ceiling)
+    if result.can_test_claim is False:
+        needed = canaries_needed(float(claimed_epsilon), delta=delta, confidence=confidence)
+        more = f"about {needed} canaries would be needed" if needed else "no number of canaries can at this delta"
+        result.notes.append(
+            f"this audit cannot test the claim: with {m} canaries and {guesses} guesses even a perfect attacker proves at most "
+            f"epsilon = {ceiling:.3g}, not above the claimed {claimed_epsilon:g} ({more})"
+        )
+    return result
 
 
 def make_canaries(pool: ImageDataset, n: int, *, seed: int = 0, side: int | None = None, mislabel: bool = False) -> ImageDataset:

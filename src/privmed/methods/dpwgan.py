@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from privmed.data.dataset import ImageDataset
-from privmed.data.patches import extract_patches, max_patches_per_subject
+from privmed.data.patches import extract_patches
 from privmed.errors import DataError, PrivmedError
 from privmed.methods.training import (
     DPGenerativeMethod,
@@ -192,8 +192,8 @@ class DPWGAN(DPGenerativeMethod):
     ``epsilon`` is the target (``inf`` trains without privacy, as a reference); ``delta`` defaults
     to min(1e-5, 1/(10N)) for N private units. ``unit`` is what epsilon protects: ``patch`` (one training
     record), ``image`` (all patches of a source image) or ``patient``. Whole images are cut into
-    ``patches_per_subject`` patches of ``patch_size`` first (default: seed 000's 1000, or as many
-    distinct patches as every subject's images can supply, if fewer). The run lasts ``epochs`` epochs of
+    ``patches_per_subject`` patches of ``patch_size`` first (default: seed 000's 1000, a public
+    parameter; a subject with fewer distinct patches has them drawn with replacement). The run lasts ``epochs`` epochs of
     ``1/q`` critic steps (q = batch_size / N) or ``max_steps`` critic steps when given; the noise is
     calibrated so that exactly these steps spend ``epsilon``. With ``run_dir`` the run writes
     config.json, metrics.csv, checkpoints, sample grids and privacy.json there (every epoch, or
@@ -220,7 +220,7 @@ class DPWGAN(DPGenerativeMethod):
         delta: float | None = None,
         unit: PrivacyUnit | str = "patch",
         patch_size: int = 64,
-        patches_per_subject: int | None = None,
+        patches_per_subject: int = SEED_PATCHES_PER_SUBJECT,
         epochs: int | None = 50,
         max_steps: int | None = None,
         batch_size: int = 32,
@@ -276,11 +276,10 @@ class DPWGAN(DPGenerativeMethod):
             raise DataError(f"{data.name}: DP-WGAN trains on 2D images, got spatial shape {data.spatial_shape}")
         if data.record_kind == "patch" or data.spatial_shape == (self.patch_size, self.patch_size):
             return data
-        per_subject = self.patches_per_subject
-        if per_subject is None:
-            per_subject = min(SEED_PATCHES_PER_SUBJECT, max_patches_per_subject(data, self.patch_size))
-            logger.info("cutting %d patches of %d px per subject", per_subject, self.patch_size)
-        return extract_patches(data, self.patch_size, per_subject, seed=self.seed)
+        # A fixed, public count: a subject with fewer distinct centres is sampled with replacement, so no
+        # subject's images change what is cut from any other (the count was once min(1000, smallest subject's supply)).
+        logger.info("cutting %d patches of %d px per subject", self.patches_per_subject, self.patch_size)
+        return extract_patches(data, self.patch_size, self.patches_per_subject, seed=self.seed, with_replacement=True)
 
     def fit(self, data: ImageDataset, *, resume: bool = False, data_ref: str | None = None) -> Self:
         """Train on ``data`` (image + label pairs); with ``resume``, continue the run in ``run_dir``.
@@ -353,6 +352,11 @@ class DPWGAN(DPGenerativeMethod):
             notes.append(
                 f"delta = min(1e-5, 1/(10N)) with N = {plan.n_units} {plan.unit_word} units; seed 000 used 1/N, but delta must be < 1/N "
                 "(delta = 1/N allows one unit's data to be released in the clear)"
+            )
+        if "patches_per_subject" in data.metadata:
+            notes.append(
+                f"{data.metadata['patches_per_subject']} patches cut per subject (a fixed, public parameter); a subject with fewer "
+                "distinct patch centres has them drawn with replacement, so no subject's images change another's patches"
             )
         if plan.unit != PrivacyUnit.RECORD.value and self.records_per_unit is not None:
             notes.append(f"a sampled {plan.unit_word} contributes at most {self.records_per_unit} of its patches per step")
