@@ -13,7 +13,6 @@ from privmed.privacy.calibration import (
     check_epsilon,
     check_sample_rate,
     default_delta,
-    delta_is_large,
     dpsgd_epsilon,
     dpsgd_noise_multiplier,
     dpsgd_steps_for,
@@ -102,6 +101,8 @@ def test_calibration_refuses_bad_inputs_by_name() -> None:
 
 def test_default_delta_is_at_most_1e_5_and_one_over_ten_n() -> None:
     """Finding 3: the default was 1/(N+1) (0.048 for DRIVE's 20 images)."""
+    from privmed.privacy.calibration import delta_is_large
+
     for n in (1, 20, 41, 1000, 10**5, 10**7):
         assert default_delta(n) <= min(1e-5, 1 / (10 * n))
     assert default_delta(20) == 1e-5 and default_delta(10**7) == pytest.approx(1e-8)

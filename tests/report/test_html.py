@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import base64
 import csv
+import dataclasses
 import io
+import json
 import math
 import re
 from html.parser import HTMLParser
@@ -266,3 +266,18 @@ def test_training_curves_read_every_row_of_metrics_csv(releases: dict[str, Path]
         rows = list(csv.DictReader(handle))
     page = build_report([releases["R"]], ledger=releases["ledger"])
     assert f"{len(rows)} row{'s' if len(rows) != 1 else ''} in metrics.csv" in page
+
+
+def test_public_labels_large_delta_and_a_voided_guarantee_are_flagged() -> None:
+    """Findings 3, 5 and 7 in the report's wording."""
+    from privmed.report.guarantee import plain_words, warnings_for
+
+    public = PrivacyReport(mechanism="Laplace", accountant="laplace", unit="image", n_units=20, epsilon=1.0, delta=0.0,
+                           laplace_scale=1.0, sensitivity=1.0, public_data=["class labels"])
+    assert any(w.level == "caution" and "class labels" in w.text for w in warnings_for(public))
+    large = PrivacyReport(mechanism="m", accountant="rdp", unit="image", n_units=20, epsilon=1.0, delta=1 / 21)
+    assert any("1/(10N)" in w.text for w in warnings_for(large))
+    assert not any("1/(10N)" in w.text for w in warnings_for(dataclasses.replace(large, delta=1e-5)))
+    void = dataclasses.replace(public, epsilon=math.inf, notes=["no guarantee: the flow was trained on the private data"])
+    assert warnings_for(void)[0].level == "danger" and "No guarantee" in warnings_for(void)[0].text
+    assert "no guarantee" in plain_words(void)[0]

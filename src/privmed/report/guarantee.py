@@ -94,7 +94,12 @@ def plain_words(report: PrivacyReport) -> list[str]:
     """Paragraphs that state what the guarantee means, without notation a privacy officer must look up."""
     unit, units = report.unit, plural(report.unit, report.n_units)
     paragraphs = []
-    if math.isinf(report.epsilon):
+    if math.isinf(report.epsilon) and _no_guarantee_note(report):
+        paragraphs.append(
+            f"This release carries no guarantee: {_no_guarantee_note(report)}. Nothing limits what it reveals about any {unit} "
+            "of the private data, and it must not leave the place where that data may be kept."
+        )
+    elif math.isinf(report.epsilon):
         paragraphs.append(
             f"This release was made without differential privacy (epsilon = inf). It is a reference for comparison only: "
             f"nothing limits what it reveals about any {unit} of the private data, and it must not leave the place where that data may be kept."
@@ -125,6 +130,9 @@ def plain_words(report: PrivacyReport) -> list[str]:
 def _mechanism_words(report: PrivacyReport) -> str:
     accountant = _ACCOUNTANTS.get(report.accountant, f"{report.accountant} accountant")
     unit = report.unit
+    if math.isinf(report.epsilon) and report.mechanism == LAPLACE_MECHANISM:
+        return (f"Mechanism: local differential privacy (Laplace noise of scale {report.laplace_scale or 0:.4g}), but its epsilon does not "
+                "hold: see the note that voids the guarantee.")
     if math.isinf(report.epsilon):
         steps = f" ({report.steps} steps)" if report.steps else ""
         return f"Mechanism: none. The data was used as is, without clipping or noise{steps}; the recorded mechanism is {report.mechanism!r}."
@@ -146,9 +154,10 @@ def _mechanism_words(report: PrivacyReport) -> str:
         if report.laplace_scale is not None and report.sensitivity is not None:
             scale = f": Laplace noise of scale {report.laplace_scale:.4g} on a representation whose L1 sensitivity is {report.sensitivity:.4g}"
         releases = f" It was applied {report.steps} times; the epsilon above adds them up ({accountant})." if (report.steps or 1) > 1 else ""
+        public = (" Published as public data, outside the guarantee: " + "; ".join(report.public_data) + ".") if report.public_data else ""
         return (
             f"Mechanism: local differential privacy. Each {unit} was privatized on its own{scale}, so the released copy of one {unit} "
-            f"depends on no other.{releases}"
+            f"depends on no other.{releases} Records carry opaque index ids; patient ids and source names are not released.{public}"
         )
     return f"Mechanism: {report.mechanism}, accounted with the {accountant}."
 
@@ -181,7 +190,9 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
     """The warnings that apply to a release, most serious first, then the report's own notes."""
     found: list[ReportWarning] = []
     unit = privacy_unit(report)
-    if math.isinf(report.epsilon):
+    if math.isinf(report.epsilon) and _no_guarantee_note(report):
+        found.append(ReportWarning("danger", f"No guarantee: {_no_guarantee_note(report)}. Nothing protects any {report.unit}; do not release it."))
+    elif math.isinf(report.epsilon):
         found.append(ReportWarning("danger", f"epsilon = inf: a non-private reference. Nothing protects any {report.unit}; do not release it."))
     else:
         found += _epsilon_warnings(report.epsilon, report.unit)
@@ -208,6 +219,8 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
             ))
         elif delta_is_large(report.delta, report.n_units):
             found.append(ReportWarning("caution", large_delta_warning(report.delta, report.n_units, report.unit) + "; privmed's default is min(1e-5, 1/(10N))."))
+    for item in report.public_data:
+        found.append(ReportWarning("caution", f"Published without protection (public data): {item}. No mechanism covers it; it must be public knowledge."))
     if any(note.lower().startswith("paper scale") for note in report.notes):
         found.append(ReportWarning(
             "caution",
@@ -215,6 +228,11 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
         ))
     found += [ReportWarning("note", note) for note in report.notes]
     return found
+
+
+def _no_guarantee_note(report: PrivacyReport) -> str | None:
+    """The note that voids a release's guarantee (e.g. a flow trained on the private data), if any."""
+    return next((note for note in report.notes if note.lower().startswith("no guarantee")), None)
 
 
 def _epsilon_warnings(epsilon: float, unit: str, group: bool = False) -> list[ReportWarning]:
