@@ -369,8 +369,9 @@ class DPWGAN(DPGenerativeMethod):
         """For a record-level run: a function of epsilon giving what a patient with all their records gets."""
         if plan.unit != PrivacyUnit.RECORD.value or not plan.private:
             return lambda epsilon: None
+        # Patches cut here: the public count per subject. Data given as patches: its largest count (read off the data).
         _, counts = np.unique(data.subjects, return_counts=True)
-        records = int(counts.max())
+        records = int(data.metadata.get("patches_per_subject") or counts.max())
         return lambda epsilon: group_privacy_report(epsilon, plan.delta, records, unit="patient", record=plan.unit_word)
 
     def sample(self, n: int, seed: int | None = None) -> ImageDataset:
