@@ -14,8 +14,10 @@ from privmed.privacy.calibration import (
     check_delta,
     check_epsilon,
     default_delta,
+    delta_is_large,
     dpsgd_epsilon,
     dpsgd_noise_multiplier,
+    large_delta_warning,
     steps_for_epochs,
 )
 from privmed.privacy.ledger import BudgetLedger, dataset_name
@@ -57,10 +59,12 @@ def budget(
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for name, value in result.items():
-        if value is not None and name != "summary":
+        if value is not None and name not in ("summary", "warning"):
             table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(result["summary"], highlight=False)
+    if result.get("warning"):
+        console.print(f"[yellow]caution:[/yellow] {result['warning']}", highlight=False)
 
 
 def _dpsgd_budget(
@@ -111,6 +115,7 @@ def _dpsgd_budget(
         "delta": delta,
         "target_epsilon": target_epsilon,
         "epsilon": epsilon,
+        "warning": large_delta_warning(delta, n_units, unit) if delta_is_large(delta, n_units) else None,
         "summary": report.summary_line(),
     }
 

@@ -22,7 +22,6 @@ import math
 import secrets
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Self
 
