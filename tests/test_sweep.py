@@ -140,6 +140,8 @@ def _copy_cell(swept: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     shutil.copytree(swept["out"] / "cells" / cell_name(100.0, 0), cell)
     ledger = tmp_path / "ledger.json"
     shutil.copy(swept["ledger"], ledger)
+    salt = Path(swept["ledger"]).with_name(f".{Path(swept['ledger']).name}.salt")
+    shutil.copy(salt, ledger.with_name(f".{ledger.name}.salt"))  # the salt travels with its ledger
     monkeypatch.setenv("PRIVMED_LEDGER", str(ledger))
     return cell, BudgetLedger(ledger)
 

@@ -38,8 +38,14 @@ def test_noise_from_target_epsilon() -> None:
 
 def test_epochs_and_default_delta_from_the_number_of_units() -> None:
     payload = run_json(["budget", "--noise-multiplier", "1.2", "--sample-rate", "0.05", "--epochs", "3", "--n-units", "99", "--json"])
-    assert payload["steps"] == 60 and payload["delta"] == pytest.approx(1 / 100)
-    assert payload["epsilon"] == dpsgd_epsilon(1.2, 0.05, 60, 1 / 100)
+    assert payload["steps"] == 60 and payload["delta"] == pytest.approx(1e-5)
+    assert payload["epsilon"] == dpsgd_epsilon(1.2, 0.05, 60, 1e-5)
+
+
+def test_epochs_plan_the_steps_training_takes() -> None:
+    """Finding 9: at q = 0.3 an epoch is round(1/0.3) = 3 steps in training; budget planned ceil(3/0.3) = 10 for 3 epochs."""
+    payload = run_json(["budget", "--noise-multiplier", "1.2", "--sample-rate", "0.3", "--epochs", "3", "--delta", "1e-5", "--json"])
+    assert payload["steps"] == 9
 
 
 def test_prv_accountant_gives_a_smaller_epsilon() -> None:
@@ -102,3 +108,15 @@ def test_ledger_set_total_refuses_bad_epsilon_and_writes_nothing(tmp_path: Path)
     result = runner.invoke(app, ["ledger", "set-total", "x@0", "--epsilon", "-1", "--ledger", str(path)])
     assert result.exit_code == 1 and "epsilon" in result.output
     assert not path.exists()
+
+
+def test_ledger_total_by_name_and_large_delta_flag(isolated_ledger: Path) -> None:
+    """A total can be set by the dataset's name (the key's tag is private); a delta above 1/(10N) is flagged."""
+    assert runner.invoke(app, ["ledger", "set-total", "drive", "--epsilon", "10"]).exit_code == 0
+    BudgetLedger().reserve("drive@0123456789abcdef", "run-1", epsilon=3.0, delta=1 / 21, unit="image", n_units=20)
+    payload = run_json(["ledger", "show", "--dataset", "drive", "--json"])
+    budget = payload["datasets"]["drive@0123456789abcdef"]
+    assert budget["total"]["epsilon"] == 10.0 and budget["remaining"]["image"] == 7.0
+    assert budget["large_delta"] == ["run-1"]
+    table = runner.invoke(app, ["ledger", "show"])
+    assert "1/(10N)" in table.output

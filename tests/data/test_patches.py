@@ -68,3 +68,14 @@ def test_max_patches_per_subject_is_exactly_what_every_subject_can_supply() -> N
     assert len(extract_patches(data, 32, k, seed=0)) == 4 * k
     with pytest.raises(DataError, match="needed"):
         extract_patches(data, 32, k + 1, seed=0)
+
+
+def test_with_replacement_every_subject_gives_exactly_k_patches() -> None:
+    """Finding 4: the count per subject is public; a short subject is sampled with replacement, not shrinking K for all."""
+    data = load("phantom:train", n=4, size=64)
+    k = max_patches_per_subject(data, 32) + 50
+    patches = extract_patches(data, 32, k, seed=0, with_replacement=True)
+    _, counts = np.unique(patches.subjects, return_counts=True)
+    assert counts.tolist() == [k] * 4
+    no_vessels = replace(data, segmentations=np.zeros_like(data.segmentations))
+    assert len(extract_patches(no_vessels, 32, 10, seed=0, with_replacement=True)) == 40

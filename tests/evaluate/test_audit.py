@@ -211,3 +211,20 @@ def test_acgan_audit_configuration_is_checked(tmp_path: Path) -> None:
     (tmp_path / "run-0").mkdir()
     with pytest.raises(PrivmedError, match="exists"):
         auditable_from_config({"method": "acgan", "epsilon": 1.0}, run_root=tmp_path).train_with(load("phantom-classes:test", n=8), seed=0)
+
+
+def test_the_ceiling_is_what_a_perfect_attacker_proves_and_the_default_cannot_test_eight() -> None:
+    """Finding 8: 100 canaries and 25 guesses a side prove at most about 2.79, so a claim of 8 can never fail."""
+    from privmed.evaluate.audit import canaries_needed, epsilon_ceiling
+
+    ceiling = epsilon_ceiling(100, 50)
+    assert ceiling == pytest.approx(2.79, abs=0.01)
+    # Independent check: with all 50 right the p-value is q^50, q = e^eps/(1+e^eps); it equals 0.05 at the ceiling.
+    assert (1 / (1 + math.exp(-ceiling))) ** 50 == pytest.approx(0.05, rel=1e-3)
+    scores = np.arange(100.0)
+    result = audit_from_scores(scores, scores >= 50, k_plus=25, k_minus=25, claimed_epsilon=8.0)
+    assert result.correct == 50 and result.epsilon_ceiling == pytest.approx(ceiling)
+    assert result.can_test_claim is False and "cannot test the claim" in result.notes[0]
+    needed = canaries_needed(8.0)
+    assert needed is not None and epsilon_ceiling(needed, 2 * (needed // 4)) > 8.0 >= epsilon_ceiling(needed - 1, 2 * ((needed - 1) // 4))
+    assert canaries_needed(8.0, delta=1e-3) is None  # the delta term caps what any count proves

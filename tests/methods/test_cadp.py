@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -75,31 +77,32 @@ def test_log_density_ratio_of_the_release(paper_scale: bool) -> None:
         assert ratio.abs().max().item() > 1.9 * epsilon  # the seed's scale does not give its nominal epsilon
 
 
-def test_privatize_keeps_labels_drops_segmentations_and_reports() -> None:
+def test_privatize_with_public_labels_drops_segmentations_ids_and_reports() -> None:
     data = _dataset()
     method = CADP(_flow(), epsilon=2.0, clip=1.0)
     with pytest.raises(NotFittedError):
         method.privacy_report()
-    released = method.privatize(data, seed=1)
+    released = method.privatize(data, seed=1, public_labels=True)
     assert released.images.shape == data.images.shape
     assert released.images.min() >= 0 and released.images.max() <= 1
     assert not np.allclose(released.images, data.images)
-    assert np.array_equal(released.labels, data.labels) and np.array_equal(released.subjects, data.subjects)
+    assert np.array_equal(released.labels, data.labels)
+    assert not set(released.subjects) & set(data.subjects) and not set(released.sources) & set(data.sources)
     assert released.segmentations is None
     assert released.metadata["privatized_by"] == "cadp"
     report = method.privacy_report()
     assert (report.mechanism, report.accountant, report.unit, report.delta) == ("Laplace", "laplace", "image", 0.0)
     assert report.epsilon == pytest.approx(2.0)
     assert report.laplace_scale == pytest.approx(1.0) and report.sensitivity == pytest.approx(2.0)
-    assert any("public" in note for note in report.notes)
-    assert any("patient with 2" in note and "epsilon=4" in note for note in report.notes)
+    assert report.public_data and "labels" in report.public_data[0]
+    assert any("patient with k" in note for note in report.notes)
     assert np.array_equal(method.privatize(data, seed=1).images, released.images)
     assert method.privacy_report().epsilon == pytest.approx(4.0)  # two releases compose
 
 
 def test_paper_scale_reports_twice_the_nominal_epsilon() -> None:
     method = CADP(_flow(), epsilon=1.5, clip=1.0, paper_scale=True)
-    method.privatize(_dataset(), seed=0)
+    method.privatize(_dataset(), seed=0, public_labels=True)
     report = method.privacy_report()
     assert report.epsilon == pytest.approx(3.0)
     assert "twice the nominal" in report.notes[0]
@@ -127,3 +130,18 @@ def test_table_rows_are_privatized_with_a_tabular_flow() -> None:
     assert not torch.allclose(released, rows)
     report = method.privacy_report()
     assert report.unit == "record" and report.epsilon == pytest.approx(1.0)
+
+
+def test_a_conditional_flow_needs_public_or_randomized_labels() -> None:
+    """Finding 5: CADP decodes with the label, so the label leaks unless it is public or randomized."""
+    data = _dataset()
+    with pytest.raises(PrivacyError, match="public-labels"):
+        CADP(_flow(), epsilon=2.0, clip=1.0).privatize(data, seed=1)
+
+
+def test_randomized_labels_add_their_epsilon() -> None:
+    data = replace(_dataset(), class_names=("a", "b"))
+    method = CADP(_flow(), epsilon=2.0, clip=1.0)
+    released = method.privatize(data, seed=1, label_epsilon=0.5)
+    assert released.labels is not None and method.privacy_report().epsilon == pytest.approx(2.5)
+    assert method.release_epsilon == pytest.approx(2.5) and not method.privacy_report().public_data

@@ -40,7 +40,9 @@ def test_privatize_clips_to_unit_range_and_reports() -> None:
     method = PixelLDP(epsilon=10.0)
     released = method.privatize(data, seed=0)
     assert released.images.min() >= 0 and released.images.max() <= 1
-    assert np.array_equal(released.labels, data.labels)
+    assert released.labels is None  # dropped by default (finding 5)
+    assert not set(released.subjects) & set(data.subjects) and not set(released.sources) & set(data.sources)
+    assert released.metadata == {"parent": "toy", "privatized_by": "pixel-ldp", "privacy": released.metadata["privacy"]}
     again = PixelLDP(epsilon=10.0).privatize(data, seed=0)
     other = PixelLDP(epsilon=10.0).privatize(data, seed=1)
     assert np.array_equal(again.images, released.images) and not np.array_equal(other.images, released.images)

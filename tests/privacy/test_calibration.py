@@ -47,9 +47,16 @@ def test_steps_for_a_budget_is_the_last_step_within_it() -> None:
     assert dpsgd_steps_for(0.01, 0.5, 1.0, DELTA) == 0
 
 
-def test_steps_for_epochs_rounds_up() -> None:
+def test_steps_for_epochs_is_what_the_trainer_takes() -> None:
+    """Finding 9: the plan and training agree: round(1/q) steps per epoch (the trainer's plan_training)."""
+    from privmed.privacy.plan import plan_training
+
     assert steps_for_epochs(3, 0.01) == 300
-    assert steps_for_epochs(1, 0.3) == 4
+    assert steps_for_epochs(1, 0.3) == 3  # ceil(1/0.3) = 4 was planned, training takes round(1/0.3) = 3
+    for n_units, batch, epochs in ((10, 3, 3), (7, 4, 2), (100, 30, 5), (1000, 7, 1)):
+        plan = plan_training(target_epsilon=8.0, delta=1e-5, unit="record", record_kind="image", n_units=n_units,
+                             batch_size=batch, epochs=epochs)
+        assert steps_for_epochs(epochs, batch / n_units) == plan.steps == epochs * max(1, round(n_units / batch))
     with pytest.raises(PrivacyError, match="epochs"):
         steps_for_epochs(0, 0.1)
 
@@ -62,7 +69,7 @@ def test_check_epsilon_refuses_non_positive_or_non_finite(epsilon: object) -> No
 
 def test_check_delta_refuses_one_over_n_and_says_why() -> None:
     n = 1000
-    assert check_delta(default_delta(n), n) == 1 / 1001
+    assert check_delta(default_delta(n), n) == 1e-5
     with pytest.raises(PrivacyError, match=r"1/N.*in the clear"):
         check_delta(1 / n, n, "patient")
     with pytest.raises(PrivacyError, match="patient"):
@@ -90,3 +97,13 @@ def test_calibration_refuses_bad_inputs_by_name() -> None:
         dpsgd_epsilon(1.0, 0.01, 10, DELTA, accountant="laplace")
     with pytest.raises(PrivacyError, match="at least one unit"):
         default_delta(0)
+
+
+def test_default_delta_is_at_most_1e_5_and_one_over_ten_n() -> None:
+    """Finding 3: the default was 1/(N+1) (0.048 for DRIVE's 20 images)."""
+    from privmed.privacy.calibration import delta_is_large
+
+    for n in (1, 20, 41, 1000, 10**5, 10**7):
+        assert default_delta(n) <= min(1e-5, 1 / (10 * n))
+    assert default_delta(20) == 1e-5 and default_delta(10**7) == pytest.approx(1e-8)
+    assert delta_is_large(1 / 21, 20) and not delta_is_large(1e-5, 20) and not delta_is_large(1e-3, 100)

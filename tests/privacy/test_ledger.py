@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 from pathlib import Path
@@ -25,12 +26,25 @@ def test_default_path_comes_from_the_environment(isolated_ledger: Path) -> None:
     assert BudgetLedger().path == isolated_ledger
 
 
-def test_dataset_key_is_name_and_fingerprint_prefix() -> None:
+def test_dataset_key_is_a_keyed_hash_under_the_ledgers_secret_salt(tmp_path: Path, isolated_ledger: Path) -> None:
+    """Finding 2: a plain content hash is a membership oracle; the key must need the ledger's secret salt."""
     images = np.zeros((2, 1, 4, 4), dtype=np.float32)
     data = ImageDataset(images=images, subjects=["a", "b"], sources=["a", "b"], name="tiny")
     other = ImageDataset(images=images + 0.5, subjects=["a", "b"], sources=["a", "b"], name="tiny")
-    assert dataset_key(data) == f"tiny@{data.fingerprint()[:16]}"
-    assert dataset_key(data) != dataset_key(other)
+    key = dataset_key(data)
+    name, tag = key.split("@")
+    assert name == "tiny" and len(tag) == 16
+    # Anyone holding the data can compute the unsalted hash: it must not be the key.
+    plain = hashlib.sha256()
+    for array in (data.images, data.labels, data.subjects):
+        if array is not None:
+            plain.update(str(array.shape).encode())
+            plain.update(np.ascontiguousarray(array).tobytes())
+    assert tag != plain.hexdigest()[:16]
+    assert dataset_key(data) == key and dataset_key(other) != key
+    salt = isolated_ledger.with_name(f".{isolated_ledger.name}.salt")
+    assert salt.exists() and (salt.stat().st_mode & 0o077) == 0
+    assert dataset_key(data, tmp_path / "other-ledger.json") != key
 
 
 def test_over_budget_release_is_refused_and_nothing_is_written(ledger: BudgetLedger) -> None:
@@ -138,3 +152,37 @@ def test_concurrent_writers_lose_no_entry(ledger: BudgetLedger) -> None:
         worker.join(timeout=60)
     assert all(worker.exitcode == 0 for worker in workers)
     assert len(ledger.entries(KEY)) == 20
+
+
+def test_patient_total_counts_record_and_image_releases_by_group_privacy(ledger: BudgetLedger) -> None:
+    """Finding 9: a record-level release costs a patient with k records (k eps, k e^((k-1) eps) delta)."""
+    ledger.reserve(KEY, "patches", epsilon=1.0, delta=1e-6, unit="patch", group_sizes={"image": 4, "patient": 8})
+    ledger.reserve(KEY, "images", epsilon=0.5, delta=0.0, unit="image", group_sizes={"patient": 2})
+    ledger.reserve(KEY, "patients", epsilon=2.0, delta=1e-7, unit="patient")
+    epsilon, delta = ledger.spent(KEY, "patient")
+    assert epsilon == pytest.approx(8 * 1.0 + 2 * 0.5 + 2.0)
+    assert delta == pytest.approx(8 * np.exp(7 * 1.0) * 1e-6 + 0.0 + 1e-7)
+    assert ledger.spent(KEY, "image") == pytest.approx((4 * 1.0 + 0.5 + 2.0, 4 * np.exp(3.0) * 1e-6 + 1e-7))
+    ledger.set_total(KEY, 12.0)
+    with pytest.raises(BudgetExceededError, match="per patient"):
+        ledger.reserve(KEY, "more", epsilon=0.2, delta=0.0, unit="record", group_sizes={"patient": 8})
+
+
+def test_a_release_without_group_sizes_is_listed_as_uncounted(ledger: BudgetLedger) -> None:
+    ledger.reserve(KEY, "patches", epsilon=1.0, delta=1e-6, unit="patch")
+    assert ledger.spent(KEY, "patient") == (0.0, 0.0)
+    assert [r["release_id"] for r in ledger.uncounted(KEY, "patient")] == ["patches"]
+
+
+def test_a_delta_above_one_over_ten_n_is_flagged_in_the_ledger(ledger: BudgetLedger) -> None:
+    """Finding 3: the ledger total flags any delta above 1/(10N)."""
+    ledger.reserve(KEY, "small", epsilon=1.0, delta=1e-5, unit="image", n_units=1000)
+    ledger.reserve(KEY, "large", epsilon=1.0, delta=1.0 / 21, unit="image", n_units=20)
+    assert [r["release_id"] for r in ledger.large_delta_releases(KEY)] == ["large"]
+
+
+def test_a_total_set_by_name_applies_to_the_datasets_keys(ledger: BudgetLedger) -> None:
+    ledger.set_total("drive", 3.0)
+    ledger.reserve(KEY, "a", epsilon=2.0, delta=0.0, unit="image")
+    with pytest.raises(BudgetExceededError):
+        ledger.reserve(KEY, "b", epsilon=2.0, delta=0.0, unit="image")

@@ -31,7 +31,8 @@ def full_report() -> PrivacyReport:
         reproducible=True,
         notes=["critic only is private", "patches overlap"],
         group_privacy={"unit": "patient", "records_per_unit": 3, "epsilon": 24.0, "delta": 0.01},
-        dataset="drive@0123456789abcdef",
+        dataset="drive",
+        public_data=["class labels"],
         created="2026-01-01T00:00:00+00:00",
         versions={"privmed": "0.1.0"},
     )

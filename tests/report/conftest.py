@@ -26,7 +26,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ["train", "dpwgan", "--data", "phantom", "--out", str(root / "R"), "--epsilon", "8", "--max-steps", "10", *DPWGAN_SMALL],
         ["generate", str(root / "R"), "--n", "16", "--out", str(root / "S"), "--seed", "0"],
         ["train", "flow", "--data", "phantom-classes:train", "--out", str(root / "F"), "--conditional", *FLOW_SMALL],
-        ["privatize", "cadp", str(root / "F"), "--data", "phantom-classes:test", "--epsilon", "5", "--clip", "10", "--out", str(root / "C")],
+        ["privatize", "cadp", str(root / "F"), "--data", "phantom-classes:test", "--epsilon", "5", "--clip", "10", "--out", str(root / "C"), "--public-labels"],
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PRIVMED_LEDGER", str(ledger))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
+import json
 import math
 import re
 from html.parser import HTMLParser
@@ -125,11 +127,15 @@ def test_nothing_is_fetched_from_outside_and_every_image_is_an_embedded_png(page
 def test_the_ledger_total_is_the_ledger_spend_for_the_dataset(page: str, releases: dict[str, Path]) -> None:
     ledger = BudgetLedger(releases["ledger"])
     dpwgan = PrivacyReport.from_json(releases["R"] / "privacy.json")
-    epsilon, _ = ledger.spent(dpwgan.dataset, "patch")
+    run_id = json.loads((releases["R"] / "config.json").read_text())["run_id"]
+    key = next(e["dataset_key"] for e in ledger.entries() if e["release_id"] == run_id)
+    assert "@" not in dpwgan.dataset and key.split("@")[0] == dpwgan.dataset  # privacy.json names the data, the ledger keys it
+    epsilon, _ = ledger.spent(key, "patch")
     assert epsilon == pytest.approx(dpwgan.epsilon)
     assert f"Ledger total for {dpwgan.dataset}</strong> per patch (record level): epsilon = {epsilon:.4g}" in page
     cadp_key = next(e["dataset_key"] for e in ledger.entries() if e["release_id"].startswith("cadp-"))
-    assert f"Ledger total for {cadp_key}</strong> per image (image level): epsilon = 5," in page
+    assert key not in page and cadp_key not in page
+    assert f"Ledger total for {cadp_key.split('@')[0]}</strong> per image (image level): epsilon = 5," in page
 
 
 def test_a_release_missing_from_the_ledger_says_so(tmp_path: Path) -> None:
@@ -260,3 +266,18 @@ def test_training_curves_read_every_row_of_metrics_csv(releases: dict[str, Path]
         rows = list(csv.DictReader(handle))
     page = build_report([releases["R"]], ledger=releases["ledger"])
     assert f"{len(rows)} row{'s' if len(rows) != 1 else ''} in metrics.csv" in page
+
+
+def test_public_labels_large_delta_and_a_voided_guarantee_are_flagged() -> None:
+    """Findings 3, 5 and 7 in the report's wording."""
+    from privmed.report.guarantee import plain_words, warnings_for
+
+    public = PrivacyReport(mechanism="Laplace", accountant="laplace", unit="image", n_units=20, epsilon=1.0, delta=0.0,
+                           laplace_scale=1.0, sensitivity=1.0, public_data=["class labels"])
+    assert any(w.level == "caution" and "class labels" in w.text for w in warnings_for(public))
+    large = PrivacyReport(mechanism="m", accountant="rdp", unit="image", n_units=20, epsilon=1.0, delta=1 / 21)
+    assert any("1/(10N)" in w.text for w in warnings_for(large))
+    assert not any("1/(10N)" in w.text for w in warnings_for(dataclasses.replace(large, delta=1e-5)))
+    void = dataclasses.replace(public, epsilon=math.inf, notes=["no guarantee: the flow was trained on the private data"])
+    assert warnings_for(void)[0].level == "danger" and "No guarantee" in warnings_for(void)[0].text
+    assert "no guarantee" in plain_words(void)[0]

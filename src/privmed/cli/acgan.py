@@ -28,7 +28,7 @@ def train(
     data: str | None = typer.Option(None, "--data", help="Labelled images: a dataset ref (PATH, PATH:SPLIT, phantom-classes:train). Optional with --resume."),
     out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
     epsilon: float | None = typer.Option(None, "--epsilon", help="Target epsilon for the whole run; 'inf' trains without DP (a reference). Required unless --resume."),
-    delta: float | None = typer.Option(None, "--delta", help="Delta; default 1/(N+1) for N private units (it must be below 1/N)."),
+    delta: float | None = typer.Option(None, "--delta", help="Delta; default min(1e-5, 1/(10N)) for N private units (it must be below 1/N; above 1/(10N) is flagged)."),
     unit: Unit = typer.Option(Unit.image, "--unit", help="What epsilon protects: one image, or every image of a patient."),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs of 1/q discriminator steps each (q = batch size / private units)."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Discriminator steps in total; replaces --epochs."),

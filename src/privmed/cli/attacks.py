@@ -137,7 +137,7 @@ def audit(
 ) -> None:
     """Empirical lower bound on epsilon by one-run auditing (Steinke, Nasr & Jagielski 2023).
 
-    Marked canary images are each added to the training data with probability 1/2; after training, the release (or the model) is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (a generative or privatizing method such as acgan or pixel-ldp, or memorize), epsilon (a number or "inf"; not for memorize), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default 100), canary_side (side of the bright square, default a sixth of the image), mislabel (give each canary another class; default true for class-conditional methods such as acgan), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (default: the method's own), confidence (0.95), seed (0), options (the method's keywords, e.g. {"max_steps": 2000, "batch_size": 64} for acgan). For a generative method also: score ("model": its trained model's score, the default where it offers one, e.g. acgan's discriminator; "release": the nearest of "samples" released images), run_dir (keep the training runs there; default: a temporary folder).
+    Marked canary images are each added to the training data with probability 1/2; after training, the release (or the model) is attacked and the k+ most and k- least suspicious canaries are guessed in and out. The number of right guesses gives, with the stated confidence, an epsilon the method cannot be below. A DP method must stay at or under its claim. Configuration keys: method (a generative or privatizing method such as acgan or pixel-ldp, or memorize), epsilon (a number or "inf"; not for memorize), data (dataset ref), canary_pool (dataset ref, default: data), canaries (default: the fewest that can show the claimed epsilon violated, else 100), canary_side (side of the bright square, default a sixth of the image), mislabel (give each canary another class; default true for class-conditional methods such as acgan), runs (1), k_plus and k_minus (default: a quarter of the canaries each), delta (default: the method's own), confidence (0.95), seed (0), options (the method's keywords, e.g. {"max_steps": 2000, "batch_size": 64} for acgan). For a generative method also: score ("model": its trained model's score, the default where it offers one, e.g. acgan's discriminator; "release": the nearest of "samples" released images), run_dir (keep the training runs there; default: a temporary folder).
     """
     from privmed.evaluate.audit import run_audit
 
@@ -148,9 +148,12 @@ def audit(
         print_json(payload)
         return
     console.print(
-        f"{result.correct} of {result.guesses} guesses right on {result.canaries} canaries: epsilon >= {result.epsilon_lower_bound:.3f} "
-        f"per {result.unit} with {result.confidence:.0%} confidence (delta={result.delta:g})"
+        f"{result.correct} of {result.guesses} guesses right on {result.canaries} canaries: epsilon >= {result.epsilon_lower_bound:.3f} per {result.unit} "
+        f"with {result.confidence:.0%} confidence (delta={result.delta:g}); the most this audit could prove (every guess right): "
+        f"epsilon = {result.epsilon_ceiling:.3f}"
     )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if result.claimed_epsilon is not None:
         verdict = "[green]consistent with[/green]" if result.consistent else "[bold red]EXCEEDS[/bold red]"
         console.print(f"{verdict} the claimed epsilon {result.claimed_epsilon:g} per {result.unit} (from the method's privacy report)")

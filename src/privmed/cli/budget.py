@@ -14,11 +14,13 @@ from privmed.privacy.calibration import (
     check_delta,
     check_epsilon,
     default_delta,
+    delta_is_large,
     dpsgd_epsilon,
     dpsgd_noise_multiplier,
+    large_delta_warning,
     steps_for_epochs,
 )
-from privmed.privacy.ledger import BudgetLedger
+from privmed.privacy.ledger import BudgetLedger, dataset_name
 from privmed.privacy.report import DPSGD_MECHANISM, LAPLACE_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit
 
@@ -30,8 +32,8 @@ def budget(
     target_epsilon: float | None = typer.Option(None, "--target-epsilon", help="Epsilon to reach: print the smallest noise multiplier that stays within it."),
     sample_rate: float | None = typer.Option(None, "--sample-rate", help="Probability q that a unit is in a batch (expected batch units / N)."),
     steps: int | None = typer.Option(None, "--steps", help="Number of DP-SGD steps."),
-    epochs: float | None = typer.Option(None, "--epochs", help="Training length in epochs instead of --steps (steps = ceil(epochs / q))."),
-    delta: float | None = typer.Option(None, "--delta", help="Target delta; must be below 1/N. Default with --n-units: 1/(N+1)."),
+    epochs: float | None = typer.Option(None, "--epochs", help="Training length in epochs instead of --steps (steps = round(1/q) per epoch, as training takes)."),
+    delta: float | None = typer.Option(None, "--delta", help="Target delta; must be below 1/N. Default with --n-units: min(1e-5, 1/(10N)); above 1/(10N) is flagged."),
     n_units: int | None = typer.Option(None, "--n-units", help="How many privacy units the private data holds (checks delta < 1/N)."),
     unit: str = typer.Option("record", "--unit", help="What epsilon protects: patch, slice, record, image or patient."),
     accountant: str = typer.Option("rdp", "--accountant", help="DP-SGD accountant: rdp (Rényi DP) or prv (tighter, slower)."),
@@ -57,10 +59,12 @@ def budget(
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for name, value in result.items():
-        if value is not None and name != "summary":
+        if value is not None and name not in ("summary", "warning"):
             table.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(result["summary"], highlight=False)
+    if result.get("warning"):
+        console.print(f"[yellow]caution:[/yellow] {result['warning']}", highlight=False)
 
 
 def _dpsgd_budget(
@@ -81,7 +85,7 @@ def _dpsgd_budget(
     if (steps is None) == (epochs is None):
         raise PrivacyError("give exactly one of --steps and --epochs")
     if delta is None and n_units is None:
-        raise PrivacyError("give --delta, or --n-units to use the default delta 1/(N+1)")
+        raise PrivacyError("give --delta, or --n-units to use the default delta min(1e-5, 1/(10N))")
     delta = check_delta(delta if delta is not None else default_delta(n_units), n_units, unit)
     if epochs is not None:
         steps = steps_for_epochs(epochs, sample_rate)
@@ -111,6 +115,7 @@ def _dpsgd_budget(
         "delta": delta,
         "target_epsilon": target_epsilon,
         "epsilon": epsilon,
+        "warning": large_delta_warning(delta, n_units, unit) if delta_is_large(delta, n_units) else None,
         "summary": report.summary_line(),
     }
 
@@ -147,15 +152,15 @@ _LEDGER_OPTION = typer.Option(None, "--ledger", help="Ledger file (default: $PRI
 
 @ledger_app.command("show")
 def show(
-    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset key (name@fingerprint)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset: its name, or its ledger key (name@tag)."),
     ledger_path: Path | None = _LEDGER_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
 ) -> None:
     """Show every release booked in the ledger, and per dataset and privacy unit the epsilon spent and left."""
     ledger = BudgetLedger(ledger_path)
-    releases = ledger.entries(dataset)
     totals = ledger.totals()
-    keys = sorted({r["dataset_key"] for r in releases} | ({dataset} if dataset else set(totals)))
+    releases = [r for r in ledger.entries() if dataset is None or dataset in (r["dataset_key"], dataset_name(r["dataset_key"]))]
+    keys = sorted({r["dataset_key"] for r in releases} | ({dataset} if dataset and not releases else set() if dataset else set(totals)))
     budgets = {key: _dataset_budget(ledger, key, totals.get(key)) for key in keys}
     if as_json:
         print_json({"ledger": str(ledger.path), "datasets": budgets, "releases": releases})
@@ -167,8 +172,19 @@ def show(
         for unit_name, spent in entry["spent"].items():
             left = entry["remaining"][unit_name]
             total = entry["total"]["epsilon"] if entry["total"] else None
-            summary.add_row(key, unit_name, _number(total), _number(spent["epsilon"]), _number(left), _number(spent["delta"]))
+            delta = _number(spent["delta"]) + (" (!)" if entry["large_delta"] else "")
+            summary.add_row(key, unit_name, _number(total), _number(spent["epsilon"]), _number(left), delta)
     console.print(summary)
+    for key, entry in budgets.items():
+        if entry["large_delta"]:
+            console.print(
+                f"[yellow](!)[/yellow] {key}: {len(entry['large_delta'])} release(s) used a delta above 1/(10N) for their N units "
+                f"({', '.join(entry['large_delta'])}): some unit may be revealed in the clear with probability up to N * delta",
+                highlight=False,
+            )
+        for unit_name, ids in entry["uncounted"].items():
+            if ids:
+                console.print(f"[yellow]note:[/yellow] {key} per {unit_name}: not counted (group size unknown): {', '.join(ids)}", highlight=False)
     if not releases:
         console.print("no releases booked")
         return
@@ -185,7 +201,7 @@ def show(
 
 @ledger_app.command("set-total")
 def set_total(
-    dataset: str = typer.Argument(..., help="The dataset key (name@fingerprint), as `privmed ledger show` lists it."),
+    dataset: str = typer.Argument(..., help="The dataset's name (applies to every dataset of that name), or one ledger key (name@tag) as `privmed ledger show` lists it."),
     epsilon: float = typer.Option(..., "--epsilon", help="Total epsilon all releases from this dataset may spend, per privacy unit."),
     delta: float | None = typer.Option(None, "--delta", help="Total delta (optional)."),
     ledger_path: Path | None = _LEDGER_OPTION,
@@ -200,7 +216,10 @@ def set_total(
 def _dataset_budget(ledger: BudgetLedger, key: str, total: dict[str, Any] | None) -> dict[str, Any]:
     spent = {u.value: dict(zip(("epsilon", "delta"), ledger.spent(key, u))) for u in PrivacyUnit}
     remaining = {u.value: ledger.remaining(key, u) for u in PrivacyUnit}
-    return {"total": total, "spent": spent, "remaining": remaining}
+    large = [r["release_id"] for r in ledger.large_delta_releases(key)]
+    uncounted = {u.value: [r["release_id"] for r in ledger.uncounted(key, u)] for u in PrivacyUnit}
+    return {"total": total if total is not None else ledger.total(key), "spent": spent, "remaining": remaining,
+            "large_delta": large, "uncounted": uncounted}
 
 
 def _number(value: float | None) -> str:

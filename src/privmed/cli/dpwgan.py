@@ -31,12 +31,12 @@ def train(
     data: str | None = typer.Option(None, "--data", help="Image + label pairs: a dataset ref (PATH, PATH:SPLIT, phantom:train). Optional with --resume."),
     out: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
     epsilon: float | None = typer.Option(None, "--epsilon", help="Target epsilon for the whole run; 'inf' trains without DP (a reference). Required unless --resume."),
-    delta: float | None = typer.Option(None, "--delta", help="Delta; default 1/(N+1) for N private units (it must be below 1/N)."),
+    delta: float | None = typer.Option(None, "--delta", help="Delta; default min(1e-5, 1/(10N)) for N private units (it must be below 1/N; above 1/(10N) is flagged)."),
     unit: Unit = typer.Option(Unit.patch, "--unit", help="What epsilon protects: one patch, every patch of an image, or every patch of a patient."),
     patch_size: int = typer.Option(64, "--patch-size", help="Patch side when the data holds whole images (32, 64, 96, 128, ...)."),
-    patches_per_subject: int | None = typer.Option(
-        None, "--patches-per-subject", min=1,
-        help="Patches cut per subject, half centred on label pixels (default: seed 000's 1000, or as many distinct patches as every subject allows).",
+    patches_per_subject: int = typer.Option(
+        1000, "--patches-per-subject", min=1,
+        help="Patches cut per subject, half centred on label pixels (seed 000's 1000). A public, fixed count: a subject with fewer distinct patches has them drawn with replacement.",
     ),
     epochs: int = typer.Option(50, "--epochs", min=1, help="Epochs of 1/q critic steps each (q = batch size / private units)."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Critic steps in total; replaces --epochs."),

@@ -64,7 +64,8 @@ def _privatizers(
     methods: list[tuple[str, LaplacePrivatizer]] = []
     if cadp is not None:
         trained = load_trained_flow(cadp)
-        methods += [("cadp", CADP(trained.flow, epsilon, clip)) for epsilon in epsilons]
+        # Not a release: the conditional flow decodes with the true labels, as in seed 002's setting.
+        methods += [("cadp", CADP(trained.flow, epsilon, clip).set_labels(public_labels=True)) for epsilon in epsilons]
     if dpglow is not None:
         trained = load_trained_flow(dpglow)
         if trained.latent_min is None or trained.latent_max is None:

@@ -19,6 +19,17 @@ if TYPE_CHECKING:
 
 
 
+PUBLIC_LABELS_HELP = (
+    "Write each image's class label in the clear. Labels are dropped by default: with this flag they are published unprotected, "
+    "and privacy.json and the report name them as public data."
+)
+LABEL_EPSILON_HELP = "Release class labels privatized by randomized response at this epsilon per image (added to the image's epsilon)."
+FLOW_ON_PRIVATE_HELP = (
+    "Allow a flow trained on the very data being privatized. Such a release carries NO guarantee (epsilon = inf in privacy.json): "
+    "flow training is not private. Without this flag it is refused."
+)
+
+
 class Coupling(str, Enum):
     glow = "glow"
     gin = "gin"
@@ -101,24 +112,33 @@ def _train_flow(
     console.print(f"flow saved in {out} (checkpoints/latest.pt); samples in {grid}")
 
 
-def _release(method: LaplacePrivatizer, data: str, out: Path, output_format: OutputFormat, seed: int | None, flow_dir: Path | None, description: str) -> None:
-    """Privatize ``data`` into ``out`` through the one booked release path, warning first if the flow saw that data."""
+def _release(
+    method: LaplacePrivatizer, data: str, out: Path, output_format: OutputFormat, seed: int | None, flow_dir: Path | None,
+    description: str, labels: tuple[bool, float | None] = (False, None), flow_trained_on_private: bool = False,
+) -> None:
+    """Privatize ``data`` into ``out`` through the one booked release path (a flow trained on that data is refused
+    unless ``flow_trained_on_private``, and the release then states no guarantee)."""
     from privmed.data import load
-    from privmed.methods.flow_training import FLOW_NOT_PRIVATE, flow_saw
+    from privmed.methods.flow_training import FLOW_NOT_PRIVATE, flow_trained_on, load_trained_flow
     from privmed.methods.release import release
 
     if (out / "privacy.json").exists():
         raise PrivmedError(f"{out} already holds a release (privacy.json): choose another --out")
     dataset = load(data)
+    method.set_labels(public_labels=labels[0], label_epsilon=labels[1])
     method.check_data(dataset)
-    if flow_dir is not None and flow_saw(flow_dir, dataset):
+    saw = flow_dir is not None and flow_trained_on(load_trained_flow(flow_dir), dataset, data)
+    if saw and flow_trained_on_private:
         err_console.print(
-            f"[bold yellow]warning:[/bold yellow] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
+            f"[bold red]no guarantee:[/bold red] the flow was trained on this very data ({dataset.name}); {FLOW_NOT_PRIVATE}",
             highlight=False,
         )
     target = out / f"data.{output_format.value}" if output_format is OutputFormat.npz else out / "images"
     with console.status(f"privatizing {len(dataset)} images with {method.method_name}"):
-        done = release(method, out, data=dataset, data_path=target, description=description, output_format=output_format.value, seed=seed)
+        done = release(
+            method, out, data=dataset, data_path=target, description=description, output_format=output_format.value, seed=seed,
+            flow_saw_the_data=saw, flow_trained_on_private=flow_trained_on_private,
+        )
     _print_report(done.report.to_dict(), done.data_path, done.privacy_path)
 
 
@@ -126,10 +146,13 @@ def _print_report(report: dict[str, Any], data_path: Path, privacy_path: Path) -
     table = Table(title="release guarantee", show_header=False)
     table.add_column("field")
     table.add_column("value")
-    table.add_row("epsilon", f"{report['epsilon']:.6g} per {report['unit']} (pure DP, delta 0)")
+    epsilon = "inf: NO GUARANTEE" if report["epsilon"] == "inf" else f"{report['epsilon']:.6g} per {report['unit']} (pure DP, delta 0)"
+    table.add_row("epsilon", epsilon)
     table.add_row("mechanism", f"{report['mechanism']}, scale {report['laplace_scale']:.6g}, L1 sensitivity {report['sensitivity']:.6g}")
     table.add_row("records", str(report["n_units"]))
     console.print(table)
+    for item in report.get("public_data", []):
+        console.print(f"[bold yellow]public, unprotected:[/bold yellow] {item}", highlight=False)
     for note in report["notes"]:
         console.print(f"[yellow]-[/yellow] {note}", highlight=False)
     console.print(f"wrote {data_path} and {privacy_path}")
@@ -155,15 +178,19 @@ def cadp(
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the noise, with --reproducible only (default 0)."),
     reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches="")),
+    public_labels: bool = typer.Option(False, "--public-labels", help=PUBLIC_LABELS_HELP),
+    label_epsilon: float | None = typer.Option(None, "--label-epsilon", help=LABEL_EPSILON_HELP),
+    flow_trained_on_private: bool = typer.Option(False, "--flow-trained-on-private", help=FLOW_ON_PRIVATE_HELP),
 ) -> None:
     """Privatize images with CADP (seed 002): clip each latent to an L1 ball, add Laplace noise, decode.
 
-    Noise scale 2S/epsilon gives epsilon-DP per image (two clipped latents differ by up to 2S in L1). A conditional flow decodes with each image's own class label, which is released unchanged (treated as public). Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
+    Noise scale 2S/epsilon gives epsilon-DP per image (two clipped latents differ by up to 2S in L1). A conditional flow decodes with each image's released class label, so it needs --public-labels or --label-epsilon. Writes OUT/data.npz (or OUT/images/) and OUT/privacy.json and records the release in the budget ledger.
     """
     from privmed.methods.cadp import CADP
 
     method = CADP.from_flow_dir(epsilon, flow_dir, clip, paper_scale, reproducible=reproducible)
-    _release(method, data, out, output_format, _noise_seed(reproducible, seed), flow_dir, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}")
+    _release(method, data, out, output_format, _noise_seed(reproducible, seed), flow_dir, f"CADP epsilon={epsilon:g} clip={clip:g} flow={flow_dir}",
+             (public_labels, label_epsilon), flow_trained_on_private)
 
 
 def dpglow(
@@ -175,6 +202,9 @@ def dpglow(
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the noise, with --reproducible only (default 0)."),
     reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches="")),
+    public_labels: bool = typer.Option(False, "--public-labels", help=PUBLIC_LABELS_HELP),
+    label_epsilon: float | None = typer.Option(None, "--label-epsilon", help=LABEL_EPSILON_HELP),
+    flow_trained_on_private: bool = typer.Option(False, "--flow-trained-on-private", help=FLOW_ON_PRIVATE_HELP),
 ) -> None:
     """Privatize images with DP-GLOW (seed 003): clip each latent to a per-dimension box, add Laplace noise, clip, decode.
 
@@ -183,7 +213,8 @@ def dpglow(
     from privmed.methods.dpglow import DPGLOW
 
     method = DPGLOW.from_flow_dir(epsilon, flow_dir, alpha, reproducible=reproducible)
-    _release(method, data, out, output_format, _noise_seed(reproducible, seed), flow_dir, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}")
+    _release(method, data, out, output_format, _noise_seed(reproducible, seed), flow_dir, f"DP-GLOW epsilon={epsilon:g} alpha={alpha:g} flow={flow_dir}",
+             (public_labels, label_epsilon), flow_trained_on_private)
 
 
 def pixel_ldp(
@@ -193,6 +224,8 @@ def pixel_ldp(
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (one file) or png (one file per image)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the noise, with --reproducible only (default 0)."),
     reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches="")),
+    public_labels: bool = typer.Option(False, "--public-labels", help=PUBLIC_LABELS_HELP),
+    label_epsilon: float | None = typer.Option(None, "--label-epsilon", help=LABEL_EPSILON_HELP),
 ) -> None:
     """Privatize images with Laplace noise on every pixel (seed 003's image-domain baseline).
 
@@ -201,4 +234,4 @@ def pixel_ldp(
     from privmed.methods.pixel_ldp import PixelLDP
 
     method = PixelLDP(epsilon, reproducible=reproducible)
-    _release(method, data, out, output_format, _noise_seed(reproducible, seed), None, f"pixel LDP epsilon={epsilon:g}")
+    _release(method, data, out, output_format, _noise_seed(reproducible, seed), None, f"pixel LDP epsilon={epsilon:g}", (public_labels, label_epsilon))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -142,9 +143,13 @@ class ImageDataset:
             masks=take(self.masks),
         )
 
-    def fingerprint(self) -> str:
-        """A content hash (images, labels, subjects) that identifies this data in the budget ledger."""
-        digest = hashlib.sha256()
+    def fingerprint(self, salt: bytes = b"") -> str:
+        """A content hash (images, labels, subjects): HMAC-SHA256 keyed by ``salt`` when one is given.
+
+        The budget ledger keys datasets by the salted form (its salt is secret), so the hash cannot
+        serve as a membership oracle; an unsalted fingerprint must never be published.
+        """
+        digest = hmac.new(salt, digestmod=hashlib.sha256) if salt else hashlib.sha256()
         for array in (self.images, self.segmentations, self.labels, self.subjects):
             if array is not None:
                 digest.update(str(array.shape).encode())

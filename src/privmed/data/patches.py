@@ -4,6 +4,11 @@ For each subject, candidate centres are pooled over all of the subject's images.
 of the K patches are centred on label-positive pixels, the rest on random pixels inside the field of
 view (the mask, or the whole image without one); no centre is drawn twice, so the two halves are
 disjoint, and every patch lies fully inside its image. The same ``seed`` gives the same patches.
+
+K is a public parameter, never read off the data. By default a subject without K distinct centres is
+an error; with ``with_replacement=True`` (what DP-WGAN uses) such a subject's centres are drawn with
+replacement instead (and a subject without any label-positive centre takes its label-centred share
+from the field of view), so every subject gives exactly K patches whatever its images hold.
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ def sample_patch_centres(
     patches_per_subject: int,
     seed: int,
     positive_fraction: float = 0.5,
+    with_replacement: bool = False,
 ) -> np.ndarray:
     """Patch centres as an int64 array of (record index, row, column), grouped by subject in order of
-    first appearance, each subject's label-centred patches first."""
+    first appearance, each subject's label-centred patches first (``with_replacement``: see the module docstring)."""
     if len(data.spatial_shape) != 2:
         raise DataError(f"{data.name}: patches are cut from 2D images, these records are {len(data.spatial_shape)}D")
     if patches_per_subject < 1:
@@ -57,24 +63,33 @@ def sample_patch_centres(
 
     valid = _valid_centres(height, width, patch)
     field = data.masks[:, 0].astype(bool) if data.masks is not None else np.ones((len(data), height, width), bool)
-    rng = np.random.default_rng(seed)
     unit_ids = data.unit_ids("patient")
     chosen = []
     for unit in range(int(unit_ids.max()) + 1 if len(data) else 0):
+        # One stream per subject: a subject's patches depend on its own images only, never on how
+        # many random draws another subject's images used up.
+        rng = np.random.default_rng([seed, unit])
         records = np.flatnonzero(unit_ids == unit)
         subject = data.subjects[records[0]]
         positives = np.empty(0, dtype=np.int64)
+        in_field = np.flatnonzero(field[records] & valid)
         if n_positive:
             pool = np.flatnonzero(data.segmentations[records, 0].astype(bool) & valid)
-            if pool.size < n_positive:
+            if pool.size < n_positive and not with_replacement:
                 raise DataError(f"subject {subject}: {pool.size} label-positive patch centres, {n_positive} needed")
-            positives = rng.choice(pool, size=n_positive, replace=False)
+            pool = pool if pool.size else in_field
+            if not pool.size:
+                raise DataError(f"subject {subject}: no patch centre lies in the field of view")
+            positives = rng.choice(pool, size=n_positive, replace=pool.size < n_positive)
         pool_mask = field[records] & valid
         pool_mask.reshape(-1)[positives] = False
         pool = np.flatnonzero(pool_mask)
-        if pool.size < n_random:
+        if pool.size < n_random and not with_replacement:
             raise DataError(f"subject {subject}: {pool.size} free patch centres in the field of view, {n_random} needed")
-        randoms = rng.choice(pool, size=n_random, replace=False)
+        pool = pool if pool.size else in_field
+        if n_random and not pool.size:
+            raise DataError(f"subject {subject}: no patch centre lies in the field of view")
+        randoms = rng.choice(pool, size=n_random, replace=pool.size < n_random)
         local, rows, cols = np.unravel_index(np.concatenate([positives, randoms]), (records.size, height, width))
         chosen.append(np.stack([records[local], rows, cols], axis=1))
     return np.concatenate(chosen).astype(np.int64) if chosen else np.empty((0, 3), np.int64)
@@ -105,12 +120,13 @@ def extract_patches(
     patches_per_subject: int,
     seed: int,
     positive_fraction: float = 0.5,
+    with_replacement: bool = False,
 ) -> ImageDataset:
     """Cut ``patches_per_subject`` patches per subject (see the module docstring); records are patches.
 
     Subjects, sources (the parent image), class labels, segmentations and masks follow each patch.
     """
-    centres = sample_patch_centres(data, patch_size, patches_per_subject, seed, positive_fraction)
+    centres = sample_patch_centres(data, patch_size, patches_per_subject, seed, positive_fraction, with_replacement)
     ph, pw = _patch_shape(patch_size)
     record, top, left = centres[:, 0], centres[:, 1] - ph // 2, centres[:, 2] - pw // 2
 
@@ -136,5 +152,6 @@ def extract_patches(
             "patches_per_subject": patches_per_subject,
             "positive_fraction": positive_fraction,
             "patch_seed": seed,
+            "with_replacement": with_replacement,
         },
     )

@@ -47,6 +47,8 @@ __all__ = [
     "ModelScoreAudit",
     "ReleaseAudit",
     "audit_from_scores",
+    "canaries_needed",
+    "epsilon_ceiling",
     "epsilon_lower_bound",
     "insert_canaries",
     "make_canaries",
@@ -106,6 +108,41 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, confidenc
     return low
 
 
+def epsilon_ceiling(m: int, r: int, *, delta: float = 0.0, confidence: float = 0.95) -> float:
+    """The largest epsilon this audit could prove at all: the bound when all ``r`` guesses are right.
+
+    A claim at or above it can never be shown violated by ``m`` canaries and ``r`` guesses, however
+    strong the attack.
+    """
+    return epsilon_lower_bound(m, r, r, delta=delta, confidence=confidence)
+
+
+def default_guesses(m: int) -> int:
+    """Guesses the audit makes on ``m`` canaries by default: k+ = k- = m // 4."""
+    return 2 * (m // 4)
+
+
+def canaries_needed(claimed_epsilon: float, *, delta: float = 0.0, confidence: float = 0.95, max_canaries: int = 10**6) -> int | None:
+    """The fewest canaries (with the default guesses) whose ceiling exceeds ``claimed_epsilon``; None past ``max_canaries``.
+
+    With delta > 0 the ceiling stops growing once m * delta is large, so some claims cannot be tested at any count.
+    """
+    def enough(m: int) -> bool:
+        return epsilon_ceiling(m, default_guesses(m), delta=delta, confidence=confidence) > claimed_epsilon
+
+    if not math.isfinite(claimed_epsilon):
+        return None
+    low, high = 3, 8
+    while not enough(high):
+        low, high = high, 2 * high
+        if high > max_canaries:
+            return max_canaries if enough(max_canaries) else None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
+
+
 @dataclass
 class AuditResult:
     """What an audit found: the guesses, their accuracy and the epsilon lower bound (per ``unit``: one canary record)."""
@@ -121,15 +158,24 @@ class AuditResult:
     claimed_epsilon: float | None = None
     unit: str = "image"
     notes: list[str] = field(default_factory=list)
+    epsilon_ceiling: float | None = None
 
     @property
     def consistent(self) -> bool | None:
         """Whether the lower bound stays at or below the claimed epsilon (None without a claim)."""
         return None if self.claimed_epsilon is None else self.epsilon_lower_bound <= self.claimed_epsilon
 
+    @property
+    def can_test_claim(self) -> bool | None:
+        """Whether a perfect attacker could have shown the claim violated (ceiling above the claim); None without a claim."""
+        if self.claimed_epsilon is None or self.epsilon_ceiling is None:
+            return None
+        return self.epsilon_ceiling > self.claimed_epsilon
+
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["consistent"] = self.consistent
+        payload["can_test_claim"] = self.can_test_claim
         if self.claimed_epsilon is not None and math.isinf(self.claimed_epsilon):
             payload["claimed_epsilon"] = "inf"
         return payload
@@ -164,7 +210,16 @@ def audit_from_scores(
     correct = int(included[order[:k_plus]].sum()) + int((~included[order[m - k_minus :]]).sum() if k_minus else 0)
     guesses = k_plus + k_minus
     bound = epsilon_lower_bound(m, guesses, correct, delta=delta, confidence=confidence)
-    return AuditResult(bound, confidence, delta, m, guesses, correct, int(included.sum()), runs, claimed_epsilon, unit)
+    ceiling = epsilon_ceiling(m, guesses, delta=delta, confidence=confidence)
+    result = AuditResult(bound, confidence, delta, m, guesses, correct, int(included.sum()), runs, claimed_epsilon, unit, epsilon_ceiling=ceiling)
+    if result.can_test_claim is False:
+        needed = canaries_needed(float(claimed_epsilon), delta=delta, confidence=confidence)
+        more = f"about {needed} canaries would be needed" if needed else "no number of canaries can at this delta"
+        result.notes.append(
+            f"this audit cannot test the claim: with {m} canaries and {guesses} guesses even a perfect attacker proves at most "
+            f"epsilon = {ceiling:.3g}, not above the claimed {claimed_epsilon:g} ({more})"
+        )
+    return result
 
 
 def make_canaries(pool: ImageDataset, n: int, *, seed: int = 0, side: int | None = None, mislabel: bool = False) -> ImageDataset:
@@ -467,12 +522,37 @@ def read_audit_config(config_or_run: str | Path) -> tuple[dict[str, Any], Path]:
     return config, config_path
 
 
+DEFAULT_CANARIES = 100
+
+
+def _canary_count(config: dict[str, Any], available: int) -> int:
+    """The configured canary count, else the fewest whose audit can exceed the claimed epsilon (if the pool has them).
+
+    Planned at the configured delta (0 if none), the claim's epsilon from the configuration; without
+    a finite claim, or when the pool is too small, the default 100 (the result then says it cannot test the claim).
+    """
+    if "canaries" in config:
+        return int(config["canaries"])
+    claim = config.get("epsilon")
+    if claim is None or str(claim) == "inf":
+        return DEFAULT_CANARIES
+    needed = canaries_needed(float(claim), delta=float(config.get("delta", 0.0)), confidence=float(config.get("confidence", 0.95)))
+    if needed is None or needed > available:
+        logger.warning(
+            "an audit able to show epsilon=%g violated needs %s; the pool has %d: using %d, and the result will say it cannot test the claim",
+            float(claim), "more canaries than any count gives at this delta" if needed is None else f"{needed} canaries",
+            available, min(DEFAULT_CANARIES, available),
+        )
+        return min(DEFAULT_CANARIES, available)
+    return max(needed, 2)
+
+
 def _canaries_and_data(config: dict[str, Any], spec: MethodSpec | None) -> tuple[ImageDataset, ImageDataset]:
     """The canaries (from ``canary_pool``, else cut from the front of the data) and the training data left."""
     from privmed.data import load
 
     data = load(str(config["data"]))
-    n_canaries = int(config.get("canaries", 100))
+    n_canaries = _canary_count(config, len(load(str(config["canary_pool"]))) if "canary_pool" in config else len(data) - 1)
     options = {"seed": int(config.get("seed", 0)), "side": int(config["canary_side"]) if "canary_side" in config else None,
                "mislabel": bool(config.get("mislabel", spec is not None and spec.class_conditional))}
     if "canary_pool" in config:

@@ -45,6 +45,7 @@ from privmed.methods.generative import DPGenerativeMethod
 from privmed.methods.trainer import EpochCallback, PrivateGradient, ProgressCallback, start_run
 from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerator, build_size, one_hot
 from privmed.privacy.distributed import current_group
+from privmed.privacy.group import group_sizes
 from privmed.privacy.ledger import dataset_key
 from privmed.privacy.plan import TrainingPlan, privacy_report
 from privmed.privacy.report import PrivacyReport
@@ -208,7 +209,7 @@ def _images_dataset(
 class ACGAN(DPGenerativeMethod):
     """A class-conditional GAN whose discriminator is trained with DP-SGD (seed 001 + DP).
 
-    ``epsilon`` is the target (``inf``: no privacy, a reference); ``delta`` defaults to 1/(N+1) for
+    ``epsilon`` is the target (``inf``: no privacy, a reference); ``delta`` defaults to min(1e-5, 1/(10N)) for
     N private units; ``unit`` is ``image`` (one training image) or ``patient`` (all of a patient's
     images). The run lasts ``epochs`` epochs of ``1/q`` discriminator steps (q = batch_size / N), or
     ``max_steps`` steps; the noise is calibrated so exactly these steps spend ``epsilon``. Seed 001's
@@ -354,13 +355,13 @@ class ACGAN(DPGenerativeMethod):
         notes = self._notes(plan, data, delta_is_default=self.delta is None)
 
         def report_factory(steps: int, epsilon: float) -> PrivacyReport:
-            return privacy_report(plan, steps, epsilon, seed=self.seed, dataset=key, notes=notes)
+            return privacy_report(plan, steps, epsilon, seed=self.seed, dataset=data.name, notes=notes)
 
         logger.info(
             "AC-GAN: %d %ss, %d classes, q=%.4g, %d discriminator steps, noise multiplier %s, delta %.3g",
             plan.n_units, plan.unit_word, n_classes, plan.sample_rate, plan.steps, plan.noise_multiplier, plan.delta,
         )
-        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id)
+        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id, group_sizes(data, plan.unit))
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.report_ = trainer.train(resume=self.resume)
@@ -397,7 +398,7 @@ class ACGAN(DPGenerativeMethod):
         else:
             notes.append("samples draw classes by the class frequencies the operator supplied as public knowledge")
         if delta_is_default:
-            notes.append(f"delta = 1/(N+1) with N = {plan.n_units} {plural(plan.unit_word, plan.n_units)} (delta must be < 1/N)")
+            notes.append(f"delta = min(1e-5, 1/(10N)) with N = {plan.n_units} {plural(plan.unit_word, plan.n_units)} (privmed's default)")
         if plan.unit == PrivacyUnit.PATIENT.value and not data.subjects_known:
             notes.append("the data carries no patient ids: one patient per image is assumed")
         return notes

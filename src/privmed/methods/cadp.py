@@ -8,7 +8,8 @@ flow (no volume preservation is needed, contrary to the seed's proof).
 The honest sensitivity: two latents clipped to the L1 ball of radius S differ by up to 2S in L1, so
 the noise scale is 2S/epsilon for epsilon-DP per image. The seed uses S/epsilon, which gives 2*epsilon;
 ``paper_scale=True`` reproduces the seed's noise and reports that true epsilon. The class label is
-used unchanged to decode and is released as it is: it is treated as public, not protected.
+used to decode; a conditional flow therefore needs the label released as public (``public_labels``)
+or randomized (``label_epsilon``), and decodes with that released label.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class CADP(LaplacePrivatizer):
             FLOW_DATA_NOTE,
         ]
         if self.flow.conditional:
-            notes.append("the class label conditions the flow and is released unchanged: it is treated as public and not protected")
+            notes.append("the class label conditions the flow: each image is decoded with its released label (public or randomized, see below)")
         else:
             notes.append("the flow is not conditional: nothing keeps each image's class (seed 002 conditions on it)")
         if self.paper_scale:

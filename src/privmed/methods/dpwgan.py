@@ -11,8 +11,8 @@ Two things privmed does differently, on purpose (both stated in every privacy re
 - every critic step draws a fresh Poisson batch and is one accountant step; the paper's code reused
   one batch for five critic steps and stepped the accountant less often than the optimizer, which
   under-reports epsilon about four-fold;
-- the default delta is 1/(N+1) for N private units: delta must stay below 1/N, since delta = 1/N
-  (the paper's choice) allows one unit's data to be released in the clear.
+- the default delta is min(1e-5, 1/(10N)) for N private units, not the paper's 1/N: delta = 1/N
+  allows one unit's data to be released in the clear.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import torch
 
 from privmed.data.dataset import ImageDataset
 from privmed.data.grids import save_pair_grid
-from privmed.data.patches import extract_patches, max_patches_per_subject
+from privmed.data.patches import extract_patches
 from privmed.errors import DataError, PrivmedError
 from privmed.methods.generative import DPGenerativeMethod
 from privmed.methods.trainer import EpochCallback, PrivateGradient, ProgressCallback, start_run
 from privmed.models.wgan import Critic, Generator, split_sample
 from privmed.privacy.distributed import ReplicaGroup
-from privmed.privacy.group import group_privacy_report
+from privmed.privacy.group import group_privacy_report, group_sizes
 from privmed.privacy.ledger import dataset_key
 from privmed.privacy.plan import TrainingPlan, privacy_report
 from privmed.privacy.report import PrivacyReport
@@ -184,10 +184,10 @@ class DPWGAN(DPGenerativeMethod):
     """A Wasserstein GAN of image + label pairs whose critic is trained with DP-SGD (Kossen et al. 2022).
 
     ``epsilon`` is the target (``inf`` trains without privacy, as a reference); ``delta`` defaults
-    to 1/(N+1) for N private units. ``unit`` is what epsilon protects: ``patch`` (one training
+    to min(1e-5, 1/(10N)) for N private units. ``unit`` is what epsilon protects: ``patch`` (one training
     record), ``image`` (all patches of a source image) or ``patient``. Whole images are cut into
-    ``patches_per_subject`` patches of ``patch_size`` first (default: seed 000's 1000, or as many
-    distinct patches as every subject's images can supply, if fewer). The run lasts ``epochs`` epochs of
+    ``patches_per_subject`` patches of ``patch_size`` first (default: seed 000's 1000, a public
+    parameter; a subject with fewer distinct patches has them drawn with replacement). The run lasts ``epochs`` epochs of
     ``1/q`` critic steps (q = batch_size / N) or ``max_steps`` critic steps when given; the noise is
     calibrated so that exactly these steps spend ``epsilon``. With ``run_dir`` the run writes
     config.json, metrics.csv, checkpoints, sample grids and privacy.json there (every epoch, or
@@ -215,7 +215,7 @@ class DPWGAN(DPGenerativeMethod):
         delta: float | None = None,
         unit: PrivacyUnit | str = "patch",
         patch_size: int = 64,
-        patches_per_subject: int | None = None,
+        patches_per_subject: int = SEED_PATCHES_PER_SUBJECT,
         epochs: int | None = 50,
         max_steps: int | None = None,
         batch_size: int = 32,
@@ -275,11 +275,10 @@ class DPWGAN(DPGenerativeMethod):
             raise DataError(f"{data.name}: DP-WGAN trains on 2D images, got spatial shape {data.spatial_shape}")
         if data.record_kind == "patch" or data.spatial_shape == (self.patch_size, self.patch_size):
             return data
-        per_subject = self.patches_per_subject
-        if per_subject is None:
-            per_subject = min(SEED_PATCHES_PER_SUBJECT, max_patches_per_subject(data, self.patch_size))
-            logger.info("cutting %d patches of %d px per subject", per_subject, self.patch_size)
-        return extract_patches(data, self.patch_size, per_subject, seed=self.seed)
+        # A fixed, public count: a subject with fewer distinct centres is sampled with replacement, so no
+        # subject's images change what is cut from any other (the count was once min(1000, smallest subject's supply)).
+        logger.info("cutting %d patches of %d px per subject", self.patches_per_subject, self.patch_size)
+        return extract_patches(data, self.patch_size, self.patches_per_subject, seed=self.seed, with_replacement=True)
 
     def fit(self, data: ImageDataset) -> Self:
         """Train on ``data`` (image + label pairs); with ``resume`` set, continue the run in ``run_dir``.
@@ -315,13 +314,13 @@ class DPWGAN(DPGenerativeMethod):
         group = self._group_privacy(plan, pairs_data)
 
         def report_factory(steps: int, epsilon: float) -> PrivacyReport:
-            return privacy_report(plan, steps, epsilon, seed=self.seed, dataset=key, notes=notes, group_privacy=group(epsilon))
+            return privacy_report(plan, steps, epsilon, seed=self.seed, dataset=data.name, notes=notes, group_privacy=group(epsilon))
 
         logger.info(
             "DP-WGAN: %d %ss, q=%.4g, %d critic steps, noise multiplier %s, delta %.3g",
             plan.n_units, plan.unit_word, plan.sample_rate, plan.steps, plan.noise_multiplier, plan.delta,
         )
-        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id)
+        trainer = self._trainer(task, plan, unit_ids, report_factory, run, key, run_id, group_sizes(pairs_data, plan.unit))
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             np_state = np.random.get_state()
@@ -350,8 +349,13 @@ class DPWGAN(DPGenerativeMethod):
         ]
         if delta_is_default:
             notes.append(
-                f"delta = 1/(N+1) with N = {plan.n_units} {plan.unit_word} units; seed 000 used 1/N, but delta must be < 1/N "
+                f"delta = min(1e-5, 1/(10N)) with N = {plan.n_units} {plan.unit_word} units; seed 000 used 1/N, but delta must be < 1/N "
                 "(delta = 1/N allows one unit's data to be released in the clear)"
+            )
+        if "patches_per_subject" in data.metadata:
+            notes.append(
+                f"{data.metadata['patches_per_subject']} patches cut per subject (a fixed, public parameter); a subject with fewer "
+                "distinct patch centres has them drawn with replacement, so no subject's images change another's patches"
             )
         if plan.unit != PrivacyUnit.RECORD.value and self.records_per_unit is not None:
             notes.append(f"a sampled {plan.unit_word} contributes at most {self.records_per_unit} of its patches per step")
@@ -364,8 +368,9 @@ class DPWGAN(DPGenerativeMethod):
         """For a record-level run: a function of epsilon giving what a patient with all their records gets."""
         if plan.unit != PrivacyUnit.RECORD.value or not plan.private:
             return lambda epsilon: None
+        # Patches cut here: the public count per subject. Data given as patches: its largest count (read off the data).
         _, counts = np.unique(data.subjects, return_counts=True)
-        records = int(counts.max())
+        records = int(data.metadata.get("patches_per_subject") or counts.max())
         return lambda epsilon: group_privacy_report(epsilon, plan.delta, records, unit="patient", record=plan.unit_word)
 
     def sample(self, n: int, seed: int | None = None) -> ImageDataset:

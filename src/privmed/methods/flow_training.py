@@ -127,6 +127,17 @@ def load_trained_flow(flow_dir: str | Path) -> TrainedFlow:
     )
 
 
+def flow_trained_on(trained: TrainedFlow, data: ImageDataset, data_ref: str | None = None) -> bool:
+    """Whether ``trained`` was trained on ``data``: its recorded training data has the same ledger key
+    (keyed content hash, same ledger) or was loaded by the same reference (``config.json``'s ``data``)."""
+    from privmed.privacy.ledger import dataset_key
+
+    recorded = trained.config.get("data")
+    recorded_ref = recorded.get("ref") if isinstance(recorded, dict) else recorded
+    same_ref = data_ref is not None and recorded_ref == data_ref
+    return same_ref or (trained.data_key is not None and trained.data_key == dataset_key(data))
+
+
 class FlowTrainer:
     """Maximum-likelihood training of a flow, in the shape of a scikit-learn estimator.
 
@@ -310,13 +321,6 @@ class FlowTrainer:
         ids = np.array([f"sample{i}" for i in range(n)])
         samples = ImageDataset(images=images, subjects=ids, sources=ids, labels=None if labels is None else labels.numpy(), name="flow samples")
         return save_pair_grid(samples, path, n=n, columns=8, scale=2)
-
-
-def flow_saw(flow_dir: str | Path, data: ImageDataset) -> bool:
-    """Whether the flow in ``flow_dir`` was trained on ``data`` itself (flow training is not private: warn then)."""
-    from privmed.privacy.ledger import dataset_key
-
-    return load_trained_flow(flow_dir).data_key == dataset_key(data)
 
 
 FLOW_NOT_PRIVATE = (

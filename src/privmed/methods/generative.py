@@ -39,7 +39,7 @@ class DPGenerativeMethod(GenerativeMethod):
 
     def _plan(self, data: ImageDataset) -> tuple[np.ndarray, TrainingPlan]:
         """Each record's privacy-unit id and the training plan for ``data`` from this model's options
-        (delta defaults to 1/(N+1) for N units)."""
+        (delta defaults to min(1e-5, 1/(10N)) for N units)."""
         unit = PrivacyUnit.parse(self.unit)
         n_units = data.n_units(unit)
         plan = plan_training(
@@ -58,12 +58,14 @@ class DPGenerativeMethod(GenerativeMethod):
         run: RunDirectory | None,
         data_key: str,
         run_id: str,
+        group_sizes: dict[str, int] | None = None,
     ) -> DPTrainer:
-        """The :class:`DPTrainer` for ``task`` with this model's seed, callbacks and options, booked under ``run_id``."""
+        """The :class:`DPTrainer` for ``task`` with this model's seed, callbacks and options, booked under ``run_id``
+        (``group_sizes``: see :func:`privmed.privacy.group.group_sizes`)."""
         return DPTrainer(
             task, plan, unit_ids, report_factory=report_factory, seed=self.seed,
             records_per_unit=None if plan.unit == PrivacyUnit.RECORD.value else self.records_per_unit, run=run,
-            release=LedgerRelease(data_key, run_id, f"{self.method_label} {run.path if run else 'in memory'}"),
+            release=LedgerRelease(data_key, run_id, f"{self.method_label} {run.path if run else 'in memory'}", group_sizes),
             on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
             reproducible=self.reproducible,
         )

@@ -6,13 +6,21 @@ composition in a ``"laplace"`` accountant. Noise comes from a secret cryptograph
 (:mod:`privmed.privacy.secure_rng`) unless the release is reproducible: a ``seed`` given to
 ``privatize`` (or ``reproducible=True``, seed 0 by default) derives the noise from that seed, and the
 report then says the release has no guarantee against anyone who knows the seed.
+
+A release carries only what a mechanism covers: the privatized images, and records named by opaque
+index ids. Class labels are dropped unless ``public_labels=True`` (written in the clear and named as
+public, unprotected data in privacy.json) or ``label_epsilon`` is given (randomized response, its
+epsilon added to the image's); patient ids, source names and the input's metadata are never written.
+A conditional flow decodes with the label that is released (the public or the randomized one).
+A flow trained on the data it privatizes voids the guarantee: :func:`release` refuses it unless
+``flow_trained_on_private=True``, and the report then states no guarantee (epsilon = inf).
 """
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Self
 
 import numpy as np
@@ -20,12 +28,11 @@ import torch
 from torch import Tensor
 
 from privmed.data.dataset import ImageDataset
-from privmed.errors import DataError, NotFittedError
+from privmed.errors import DataError, NotFittedError, PrivacyError
 from privmed.methods.base import PrivatizingMethod
 from privmed.models.flows import InvertibleFlow
 from privmed.privacy.accountants import make_accountant
 from privmed.privacy.calibration import check_epsilon
-from privmed.privacy.ledger import dataset_key
 from privmed.privacy.mechanisms import LaplaceMechanism
 from privmed.privacy.report import LAPLACE_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit
@@ -40,6 +47,15 @@ REPRODUCIBLE_NOTE = (
     "REPRODUCIBLE RELEASE: the Laplace noise follows from the seed; no guarantee against anyone who knows the seed "
     "(a research run, not a release)"
 )
+NO_GUARANTEE_FLOW_NOTE = (
+    "no guarantee: the flow was trained without differential privacy on the very data this release privatizes "
+    "(flow_trained_on_private), so its weights can carry those images; the Laplace epsilon of the latents does not protect them"
+)
+PUBLIC_LABELS = "class labels (written in the clear with public_labels: public, not protected by any mechanism)"
+DROPPED_FIELDS_NOTE = (
+    "patient ids, source names and the input's metadata are not released: records carry opaque index ids"
+)
+
 
 
 def group_epsilon(epsilon_per_record: float, records: int) -> float:
@@ -62,6 +78,9 @@ class LaplacePrivatizer(PrivatizingMethod):
         check_epsilon(epsilon)
         self.epsilon = epsilon
         self.reproducible = reproducible
+        self.public_labels = False
+        self.label_epsilon: float | None = None
+        self.flow_trained_on_private = False
         self._accountant = make_accountant("laplace")
         self._released: ImageDataset | None = None
         self._seed: int | None = None
@@ -86,11 +105,21 @@ class LaplacePrivatizer(PrivatizingMethod):
     def _extra_notes(self) -> list[str]:
         return []
 
+    def set_labels(self, *, public_labels: bool = False, label_epsilon: float | None = None) -> Self:
+        """How ``privatize`` treats class labels: dropped (default), written as public, or randomized at ``label_epsilon``."""
+        if public_labels and label_epsilon is not None:
+            raise PrivacyError("labels are either public (public_labels) or randomized (label_epsilon), not both")
+        self.public_labels = bool(public_labels)
+        self.label_epsilon = None if label_epsilon is None else check_epsilon(label_epsilon)
+        return self
+
     @property
     def release_epsilon(self) -> float:
-        """The epsilon per record of one ``privatize`` call (what the budget ledger reserves)."""
+        """The epsilon per record of one ``privatize`` call, labels' randomized response included (what the ledger reserves)."""
         accountant = make_accountant("laplace")
         accountant.step(epsilon=self.mechanism_epsilon)
+        if self.label_epsilon is not None:
+            accountant.step(epsilon=self.label_epsilon)
         return accountant.get_epsilon(0.0)
 
     @property
@@ -112,6 +141,13 @@ class LaplacePrivatizer(PrivatizingMethod):
             raise DataError(f"{data.name}: images of shape {tuple(data.images.shape[1:])}, the flow takes {tuple(shape)}")
         if flow.conditional and data.labels is None:
             raise DataError(f"{data.name}: the flow is conditional on the class, and this data has no class labels")
+        if flow.conditional and not self.public_labels and self.label_epsilon is None:
+            raise PrivacyError(
+                "a conditional flow decodes each image with its class label, which the release then reveals: give "
+                "public_labels=True (--public-labels, the labels are public knowledge) or label_epsilon (--label-epsilon, randomized response)"
+            )
+        if self.label_epsilon is not None and (data.labels is None or not data.class_names):
+            raise PrivacyError(f"{data.name}: randomized labels need class labels and the public list of class names")
 
     @torch.inference_mode()
     def privatize_records(self, records: Tensor, labels: Tensor | None = None, seed: int | None = None, batch_size: int = 256) -> Tensor:
@@ -130,25 +166,59 @@ class LaplacePrivatizer(PrivatizingMethod):
         self._seed = seed
         return torch.cat(parts) if parts else records.clone()
 
-    def privatize(self, data: ImageDataset, seed: int | None = None, batch_size: int = 256) -> ImageDataset:
-        """The privatized copy of ``data``: images replaced, labels/subjects/sources kept.
+    def privatize(
+        self,
+        data: ImageDataset,
+        seed: int | None = None,
+        batch_size: int = 256,
+        *,
+        public_labels: bool | None = None,
+        label_epsilon: float | None = None,
+    ) -> ImageDataset:
+        """The privatized copy of ``data``: privatized images under opaque index ids, and nothing else
+        unless asked (``public_labels`` / ``label_epsilon``: see :meth:`set_labels` and the module docstring).
 
         Segmentations and masks are dropped: they are drawn from the original images and would leak them.
         """
+        if public_labels is not None or label_epsilon is not None:
+            self.set_labels(public_labels=bool(public_labels), label_epsilon=label_epsilon)
         self.check_data(data)
-        labels = None if data.labels is None else torch.from_numpy(data.labels)
+        released_labels = None
+        if self.label_epsilon is not None:
+            from privmed.privacy.randomized_response import randomized_response
+
+            released_labels = randomized_response(data.labels, len(data.class_names), self.label_epsilon, seed=seed)
+        elif self.public_labels:
+            released_labels = data.labels
+        labels = None if released_labels is None else torch.from_numpy(released_labels)
         images = self.privatize_records(torch.from_numpy(data.images), labels, seed, batch_size)
+        if self.label_epsilon is not None:
+            self._accountant.step(epsilon=self.label_epsilon)
         images = torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
         self._released = data
         report = self.privacy_report()
-        return replace(
-            data,
+        ids = np.array([f"record-{i + 1:06d}" for i in range(len(data))])
+        return ImageDataset(
             images=images.float().numpy(),
-            segmentations=None,
-            masks=None,
+            subjects=ids,
+            sources=ids,
+            labels=released_labels,
+            class_names=data.class_names if released_labels is not None else None,
             name=f"{data.name}-{self.method_name}",
-            metadata={**data.metadata, "privatized_by": self.method_name, "privacy": report.summary_line()},
+            record_kind=data.record_kind,
+            subjects_known=False,
+            metadata={
+                "parent": data.name,
+                **({"ref": data.metadata["ref"]} if "ref" in data.metadata else {}),  # how the user named the input: public
+                "privatized_by": self.method_name,
+                "privacy": report.summary_line(),
+            },
         )
+
+    @property
+    def accounted_epsilon(self) -> float:
+        """The epsilon per record the mechanisms of every release so far add up to (what the ledger settles)."""
+        return self._accountant.get_epsilon(0.0)
 
     def privacy_report(self) -> PrivacyReport:
         """The guarantee of every release so far, per record of the last privatized dataset."""
@@ -158,18 +228,23 @@ class LaplacePrivatizer(PrivatizingMethod):
         epsilon = self._accountant.get_epsilon(0.0)
         notes = self._extra_notes()
         notes.append(SECRET_NOISE_NOTE if self._seed is None else REPRODUCIBLE_NOTE)
+        notes += self._label_notes()
         unit, n_units, dataset = "record", 0, None
         if self._released is not None:
             data = self._released
             unit = PrivacyUnit.RECORD.describe(data.record_kind)
             n_units = len(data)
-            dataset = dataset_key(data)
-            notes.extend(self._unit_notes(data, epsilon))
+            dataset = data.name
+            notes.extend(self._unit_notes(data))
+        if self.flow_trained_on_private:
+            notes.insert(0, NO_GUARANTEE_FLOW_NOTE)
+            epsilon = math.inf
         return PrivacyReport(
             mechanism=LAPLACE_MECHANISM,
             accountant="laplace",
             unit=unit,
             n_units=n_units,
+            public_data=[PUBLIC_LABELS] if self.public_labels else [],
             epsilon=epsilon,
             delta=0.0,
             laplace_scale=float(mechanism.scale),
@@ -181,20 +256,23 @@ class LaplacePrivatizer(PrivatizingMethod):
             dataset=dataset,
         )
 
+    def _label_notes(self) -> list[str]:
+        if self.public_labels:
+            return ["class labels are written in the clear (public_labels): they are treated as public knowledge and NOT protected"]
+        if self.label_epsilon is not None:
+            return [
+                f"class labels privatized by randomized response at epsilon={self.label_epsilon:g} per record "
+                "(kept with probability e^eps/(e^eps+k-1)); that epsilon is included in the epsilon above"
+            ]
+        return ["class labels are not released"]
+
     @staticmethod
-    def _unit_notes(data: ImageDataset, epsilon: float) -> list[str]:
-        """What the per-record epsilon means for an image or a patient that has several records."""
-        notes = []
-        for unit, keys in ((PrivacyUnit.IMAGE, data.sources), (PrivacyUnit.PATIENT, data.subjects)):
-            if unit is PrivacyUnit.IMAGE and data.record_kind == "image":
-                continue
-            _, counts = np.unique(keys, return_counts=True)
-            most = int(counts.max()) if counts.size else 0
-            if most > 1:
-                notes.append(
-                    f"a {unit.value} with {most} {data.record_kind} records gets epsilon={group_epsilon(epsilon, most):.4g} "
-                    f"(basic composition over its records)"
-                )
+    def _unit_notes(data: ImageDataset) -> list[str]:
+        """What the per-record epsilon means for an image or a patient that has several records (no counts: they are private)."""
+        notes = [DROPPED_FIELDS_NOTE]
+        if data.record_kind != "image":
+            notes.append(f"an image with k {data.record_kind} records gets k times the epsilon (basic composition over its records)")
+        notes.append(f"a patient with k {data.record_kind} records gets k times the epsilon (basic composition over its records)")
         if not data.subjects_known:
             notes.append("patient ids are not in the data: one patient per image is assumed")
         return notes

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from privmed.data.dataset import ImageDataset
-from privmed.errors import PrivmedError
+from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.base import GenerativeMethod, PrivatizingMethod
 from privmed.privacy.report import PrivacyReport
 
@@ -54,6 +54,8 @@ def release(
     release_id: str | None = None,
     description: str = "",
     overwrite: bool = False,
+    flow_saw_the_data: bool = False,
+    flow_trained_on_private: bool = False,
     **sample_options: Any,
 ) -> Release:
     """Write the release of ``method`` into the directory ``out`` (data, then privacy.json) and book it.
@@ -62,6 +64,9 @@ def release(
     ``class_label`` go to ``sample``); a privatizing method privatizes ``data`` under ``release_id``
     (default: a fresh one) with ``description`` in the ledger. ``data_path`` overrides
     :func:`output_path`. A directory that holds a release already is refused unless ``overwrite``.
+    ``flow_saw_the_data``: a privatizer's flow was trained on ``data`` (see
+    :func:`privmed.methods.flow_training.flow_trained_on`); the release is then refused unless
+    ``flow_trained_on_private`` is given too, and states no guarantee.
     """
     from privmed.data import save
 
@@ -74,7 +79,10 @@ def release(
     if isinstance(method, PrivatizingMethod):
         if data is None:
             raise PrivmedError("a privatizing method releases the data it is given: pass data")
-        return _privatized(method, data, target, privacy_path, output_format, seed, release_id, description, overwrite)
+        return _privatized(
+            method, data, target, privacy_path, output_format, seed, release_id, description, overwrite,
+            flow_saw_the_data, flow_trained_on_private,
+        )
     if not isinstance(method, GenerativeMethod):
         raise PrivmedError(f"{type(method).__name__} releases no records (it is neither generative nor privatizing)")
     if n is None or n < 1:
@@ -89,26 +97,37 @@ def release(
 
 def _privatized(
     method: PrivatizingMethod, data: ImageDataset, target: Path, privacy_path: Path, output_format: str, seed: int | None,
-    release_id: str | None, description: str, overwrite: bool,
+    release_id: str | None, description: str, overwrite: bool, flow_saw_the_data: bool, flow_trained_on_private: bool,
 ) -> Release:
     """Reserve, privatize, write the data and privacy.json, settle: a local-DP release is never written unbooked."""
     from privmed.data import save
+    from privmed.privacy.group import group_sizes
     from privmed.privacy.ledger import BudgetLedger, dataset_key
     from privmed.privacy.units import PrivacyUnit
 
     check = getattr(method, "check_data", None)
     if callable(check):
         check(data)
+    if flow_saw_the_data and not flow_trained_on_private:
+        raise PrivacyError(
+            f"the flow was trained on {data.name}, the data this release privatizes: flow training is not private, so the "
+            "release would protect nothing; train the flow on public data, or pass flow_trained_on_private "
+            "(--flow-trained-on-private) to make a release that states no guarantee"
+        )
+    if flow_saw_the_data:
+        method.flow_trained_on_private = True
+        description += " (no guarantee: flow trained on this data)"
     unit = PrivacyUnit.IMAGE if data.record_kind == "image" else PrivacyUnit.RECORD
     release_id = release_id or f"{getattr(method, 'method_name', 'release')}-{uuid.uuid4().hex[:12]}"
     ledger = BudgetLedger()
-    ledger.reserve(dataset_key(data), release_id, method.release_epsilon, 0.0, unit, description)
+    ledger.reserve(dataset_key(data), release_id, method.release_epsilon, 0.0, unit, description,
+                   n_units=len(data), group_sizes=group_sizes(data, unit))
     privatized = method.privatize(data, seed=seed)
     report = method.privacy_report()
     privacy_path.parent.mkdir(parents=True, exist_ok=True)
     written = Path(save(privatized, target, format=output_format, overwrite=overwrite))
     report.to_json(privacy_path)
-    ledger.settle(release_id, report.epsilon)
+    ledger.settle(release_id, method.accounted_epsilon)
     return Release(privatized, report, written, privacy_path)
 
 

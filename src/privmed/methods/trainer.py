@@ -166,6 +166,7 @@ class LedgerRelease:
     dataset_key: str
     release_id: str
     description: str = ""
+    group_sizes: dict[str, int] | None = None
 
 
 ProgressCallback = Callable[[TrainingProgress], None]
@@ -265,6 +266,8 @@ class DPTrainer:
                     delta=self.plan.delta,
                     unit=self.plan.unit_word,
                     description=release.description,
+                    n_units=self.plan.n_units,
+                    group_sizes=release.group_sizes,
                 )
             )
         sums: dict[str, float] = {}
@@ -417,7 +420,8 @@ def start_run(
 ) -> str:
     """Create a run directory's config (or check it, on resume); return the run id the ledger books it under.
 
-    A resume must use the same data (by ledger key) and the same options, so that the accountant's
+    A resume must use the same data (by ledger key, checked against the run's ledger entry: the key is
+    private to the ledger and config.json does not carry it) and the same options, so that the accountant's
     history and the ledger's one entry stay the run's own. Without a run directory the run gets a
     fresh id and cannot be resumed. In a data-parallel job rank 0 does this and every rank gets its answer.
     """
@@ -440,13 +444,13 @@ def _start_run(
         return uuid.uuid4().hex
     if resume:
         config = run.read_config()
-        trained_on = config.get("data", {}).get("key")
-        if trained_on != data_key:
-            raise PrivmedError(f"{run.path} was trained on {trained_on}, not on {data_key}: resume with the same data")
+        booked = next((e for e in BudgetLedger().entries() if e["release_id"] == config.get("run_id")), None)
+        if booked is not None and booked["dataset_key"] != data_key:
+            raise PrivmedError(f"{run.path} was trained on other data than this {data_info.get('name')!r}: resume with the same data")
         if config.get("params") != params:
             raise PrivmedError(f"{run.path} was started with other options: resume it with from_run(RUN_DIR) or --resume alone")
         return str(config["run_id"])
-    config = run_config(method, params, {"key": data_key, **data_info}, **(extra or {}))
+    config = run_config(method, params, dict(data_info), **(extra or {}))
     config["plan"] = plan.to_dict()
     run.create(config)
     return str(config["run_id"])

@@ -34,8 +34,8 @@ def check_delta(delta: float, n_units: int | None = None, unit: str = "unit") ->
     """Return ``delta`` if it is in (0, 1) and, given ``n_units`` = N, strictly below 1/N.
 
     A delta of 1/N or more allows a mechanism that publishes one randomly chosen unit's data in the
-    clear, so it protects no one; privmed defaults to ``default_delta(N)`` = 1/(N+1) and recommends
-    far smaller values.
+    clear, so it protects no one; privmed defaults to ``default_delta(N)`` = min(1e-5, 1/(10N)) and
+    flags any delta above 1/(10N) (:func:`delta_is_large`).
     """
     value = _as_float(delta, "delta")
     if not 0 < value < 1:
@@ -46,16 +46,36 @@ def check_delta(delta: float, n_units: int | None = None, unit: str = "unit") ->
         if value >= 1 / n_units:
             raise PrivacyError(
                 f"delta={value:g} is not below 1/N = {1 / n_units:g} for N={n_units} (privacy unit: {unit}): a delta "
-                f"that large allows publishing one {unit}'s data in the clear; use delta < 1/N (default 1/(N+1))"
+                f"that large allows publishing one {unit}'s data in the clear; use delta < 1/N (default min(1e-5, 1/(10N)))"
             )
     return value
 
 
+DEFAULT_DELTA_CAP = 1e-5
+"""The default delta never exceeds this, however few units the data holds."""
+LARGE_DELTA_FACTOR = 10
+"""A delta above 1/(LARGE_DELTA_FACTOR * N) is flagged: a mechanism that leaks one unit in the clear
+with probability delta leaks someone's data with probability N * delta, which this keeps below 1/10."""
+
+
 def default_delta(n_units: int) -> float:
-    """The default delta for ``n_units`` units: 1/(N+1), the largest round value ``check_delta`` accepts."""
+    """The default delta for ``n_units`` units: min(1e-5, 1/(10N)), so that N * delta <= 1/10."""
     if n_units < 1:
         raise PrivacyError(f"the private data must hold at least one unit to set delta, got {n_units}")
-    return 1.0 / (n_units + 1)
+    return min(DEFAULT_DELTA_CAP, 1.0 / (LARGE_DELTA_FACTOR * n_units))
+
+
+def delta_is_large(delta: float, n_units: int | None) -> bool:
+    """Whether ``delta`` exceeds 1/(10N): allowed (below 1/N) but flagged in reports and the ledger."""
+    return bool(n_units) and float(delta) > 1.0 / (LARGE_DELTA_FACTOR * int(n_units))
+
+
+def large_delta_warning(delta: float, n_units: int, unit: str = "unit") -> str:
+    """The sentence that flags a delta above 1/(10N)."""
+    return (
+        f"delta = {delta:.3g} is above 1/(10N) = {1.0 / (LARGE_DELTA_FACTOR * n_units):.3g} for N = {n_units} {unit}s: "
+        f"a mechanism may then reveal some {unit}'s data in the clear with probability up to N * delta = {n_units * delta:.2g}"
+    )
 
 
 def check_sample_rate(sample_rate: float) -> float:
@@ -82,12 +102,17 @@ def check_steps(steps: int) -> int:
     return int(steps)
 
 
+def steps_per_epoch(sample_rate: float) -> int:
+    """Steps in one epoch at Poisson rate q: round(1/q) (one pass over the data in expectation), at least 1."""
+    return max(1, round(1.0 / check_sample_rate(sample_rate)))
+
+
 def steps_for_epochs(epochs: float, sample_rate: float) -> int:
-    """DP-SGD steps in ``epochs`` passes when each unit is sampled with probability ``sample_rate``."""
+    """DP-SGD steps in ``epochs`` epochs of :func:`steps_per_epoch` steps: what training plans and takes."""
     epochs_value = _as_float(epochs, "epochs")
     if not math.isfinite(epochs_value) or epochs_value <= 0:
         raise PrivacyError(f"epochs must be a number > 0, got {epochs}")
-    return max(1, math.ceil(epochs_value / check_sample_rate(sample_rate) - 1e-9))
+    return max(1, math.ceil(steps_per_epoch(sample_rate) * epochs_value - 1e-9))
 
 
 def dpsgd_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = "rdp") -> float:

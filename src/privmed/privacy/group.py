@@ -13,8 +13,10 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from privmed.errors import PrivacyError
-from privmed.privacy.units import plural
+from privmed.privacy.units import PrivacyUnit, plural
 
 GROUP_PRIVACY_SOURCE = "group privacy of (epsilon, delta)-DP: Dwork & Roth 2014 Thm 2.2; Vadhan 2017 Lemma 2.2"
 
@@ -52,3 +54,19 @@ def group_privacy_report(epsilon: float, delta: float, records_per_unit: int, un
         ),
         "source": GROUP_PRIVACY_SOURCE,
     }
+
+
+def group_sizes(data: Any, unit: str) -> dict[str, int]:
+    """For a release at ``unit`` of ``data`` (an ImageDataset): the most such units one image and one patient hold.
+
+    These are the k of group privacy the budget ledger needs to count the release towards the
+    larger units; a unit at or above ``unit`` is left out (the release covers it directly).
+    """
+    release_unit = PrivacyUnit.parse(unit)
+    order = [PrivacyUnit.RECORD, PrivacyUnit.IMAGE, PrivacyUnit.PATIENT]
+    release_ids = data.unit_ids(release_unit)
+    sizes = {}
+    for larger in order[order.index(release_unit) + 1 :]:
+        pairs = np.unique(np.stack([data.unit_ids(larger), release_ids]), axis=1)
+        sizes[larger.value] = int(np.bincount(pairs[0]).max()) if pairs.size else 1
+    return sizes

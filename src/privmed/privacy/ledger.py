@@ -8,8 +8,15 @@ serialized by an ``fcntl`` lock on a side file, so two runs cannot lose each oth
 Accounting is basic composition (epsilons add, deltas add): valid for any mix of mechanisms and
 accountants, and conservative. Spend is stated per privacy unit. A guarantee for a larger unit
 implies it for every smaller one (patient -> image -> record), so ``spent(key, "patch")`` counts the
-record-, image- and patient-level releases alike; a record-level release says nothing about a
-patient without group privacy, so it is left out of the patient-level spend and shown apart.
+record-, image- and patient-level releases alike. A release at a smaller unit counts towards a larger
+one through group privacy (:mod:`privmed.privacy.group`): a record-level release of (epsilon, delta)
+whose largest patient holds k records costs that patient (k epsilon, k e^((k-1) epsilon) delta). A
+release booked without its group sizes cannot be counted that way and is listed apart.
+
+Datasets are keyed by their name and a keyed hash of their content (:func:`dataset_key`): HMAC-SHA256
+under a secret salt kept beside the ledger (``.NAME.salt``, created on first use, readable by its
+owner only). The key stays in the ledger; nothing published carries it, since a plain hash of the
+data would let anyone holding candidate datasets test which one was used.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import fcntl
 import json
 import math
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -26,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from privmed.errors import BudgetExceededError, PrivacyError
 from privmed.fileio import write_json_atomic
-from privmed.privacy.calibration import check_epsilon
+from privmed.privacy.calibration import check_epsilon, delta_is_large
+from privmed.privacy.group import group_privacy
 from privmed.privacy.units import PrivacyUnit
 
 if TYPE_CHECKING:
@@ -45,9 +54,45 @@ def default_ledger_path() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".privmed" / "ledger.json"
 
 
-def dataset_key(data: ImageDataset) -> str:
-    """The ledger key of a dataset: its name and the first 16 hex digits of its content fingerprint."""
-    return f"{data.name}@{data.fingerprint()[:16]}"
+_SALT_BYTES = 32
+
+
+def ledger_salt(ledger_path: str | os.PathLike[str] | None = None) -> bytes:
+    """The ledger's secret salt (``.NAME.salt`` beside it), created with owner-only access on first use."""
+    path = Path(ledger_path).expanduser() if ledger_path is not None else default_ledger_path()
+    salt_path = path.with_name(f".{path.name}.salt")
+    if not salt_path.exists():
+        salt_path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a private name, then linked into place: a concurrent run either sees
+        # no salt or the complete one, and the first link wins.
+        staging = salt_path.with_name(f"{salt_path.name}.{secrets.token_hex(8)}.tmp")
+        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(secrets.token_bytes(_SALT_BYTES))
+        try:
+            os.link(staging, salt_path)
+        except FileExistsError:
+            pass
+        finally:
+            staging.unlink()
+    salt = salt_path.read_bytes()
+    if len(salt) < _SALT_BYTES:
+        raise PrivacyError(f"{salt_path}: the ledger's salt file is damaged (fewer than {_SALT_BYTES} bytes)")
+    return salt
+
+
+def dataset_key(data: ImageDataset, ledger_path: str | os.PathLike[str] | None = None) -> str:
+    """The ledger key of a dataset: its name and 16 hex digits of a keyed hash of its content.
+
+    The hash is keyed by the ledger's secret salt, so only this ledger can tell two datasets apart;
+    the key is private to the ledger and must not be published (privacy.json names the dataset only).
+    """
+    return f"{data.name}@{data.fingerprint(salt=ledger_salt(ledger_path))[:16]}"
+
+
+def dataset_name(key: str) -> str:
+    """The dataset name a ledger key starts with (the part before ``@``)."""
+    return key.split("@", 1)[0]
 
 
 def _now_iso() -> str:
@@ -79,8 +124,8 @@ class BudgetLedger:
             state["totals"][dataset_key] = {"epsilon": epsilon, "delta": None if delta is None else float(delta)}
 
     def total(self, dataset_key: str) -> dict[str, float | None] | None:
-        """The configured total ``{"epsilon", "delta"}`` of a dataset, or None."""
-        return self._read()["totals"].get(dataset_key)
+        """The configured total ``{"epsilon", "delta"}`` of a dataset (set by its key or by its name), or None."""
+        return _total_of(self._read()["totals"], dataset_key)
 
     def reserve(
         self,
@@ -90,11 +135,17 @@ class BudgetLedger:
         delta: float,
         unit: str | PrivacyUnit,
         description: str = "",
+        *,
+        n_units: int | None = None,
+        group_sizes: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         """Book a release's epsilon and delta before it starts; returns the entry.
 
+        ``n_units`` (how many units the release's data holds) lets the ledger flag a delta above
+        1/(10N). ``group_sizes`` maps a larger unit ("image", "patient") to the most of this release's
+        units one of them holds, so the release counts towards that unit by group privacy.
         Refuses with :class:`BudgetExceededError`, writing nothing, when the dataset has a total
-        and the spend of any unit this release covers would pass it. Reserving a ``release_id``
+        and the spend of any unit would pass it. Reserving a ``release_id``
         again (a resumed run) replaces its entry instead of adding a second one.
         """
         epsilon = check_epsilon(epsilon)
@@ -112,10 +163,9 @@ class BudgetLedger:
                     f"release {release_id!r} is booked on dataset {previous['dataset_key']!r}, not {dataset_key!r}"
                 )
             others = [r for r in releases if r["release_id"] != release_id]
-            total = state["totals"].get(dataset_key)
-            if total is not None:
-                for covered in (u for u in PrivacyUnit if _covers(release_unit, u)):
-                    _refuse_if_over(others, dataset_key, covered, epsilon, delta, total)
+            sizes = {PrivacyUnit.parse(u).value: int(k) for u, k in (group_sizes or {}).items()}
+            if any(k < 1 for k in sizes.values()):
+                raise PrivacyError(f"group sizes must be whole numbers >= 1, got {group_sizes}")
             entry = {
                 "release_id": str(release_id),
                 "dataset_key": dataset_key,
@@ -128,7 +178,14 @@ class BudgetLedger:
                 "description": description,
                 "reserved_at": _now_iso(),
                 "settled_at": None,
+                "n_units": None if n_units is None else int(n_units),
+                "large_delta": delta_is_large(delta, n_units),
+                "group_sizes": sizes,
             }
+            total = _total_of(state["totals"], dataset_key)
+            if total is not None:
+                for unit_checked in PrivacyUnit:
+                    _refuse_if_over(others, entry, dataset_key, unit_checked, total)
             state["releases"] = others + [entry]
         return dict(entry)
 
@@ -158,8 +215,19 @@ class BudgetLedger:
         return settled
 
     def spent(self, dataset_key: str, unit: str | PrivacyUnit) -> tuple[float, float]:
-        """``(epsilon, delta)`` spent on a dataset at ``unit`` by basic composition (reservations count in full)."""
+        """``(epsilon, delta)`` spent on a dataset at ``unit`` by basic composition (reservations count in full).
+
+        Releases at a smaller unit count by group privacy where their group size is booked."""
         return _spent(self._read()["releases"], dataset_key, PrivacyUnit.parse(unit))
+
+    def uncounted(self, dataset_key: str, unit: str | PrivacyUnit) -> list[dict[str, Any]]:
+        """Releases of a dataset at a smaller unit whose group size for ``unit`` is not booked (not in ``spent``)."""
+        unit = PrivacyUnit.parse(unit)
+        return [dict(r) for r in self._read()["releases"] if r["dataset_key"] == dataset_key and _cost(r, unit) is None]
+
+    def large_delta_releases(self, dataset_key: str) -> list[dict[str, Any]]:
+        """Releases of a dataset whose delta is above 1/(10N) for their N units (flagged in the totals)."""
+        return [dict(r) for r in self._read()["releases"] if r["dataset_key"] == dataset_key and r.get("large_delta")]
 
     def remaining(self, dataset_key: str, unit: str | PrivacyUnit) -> float | None:
         """Epsilon left at ``unit`` under the dataset's total (never negative), or None without a total."""
@@ -201,20 +269,37 @@ class BudgetLedger:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _total_of(totals: dict[str, Any], dataset_key: str) -> dict[str, float | None] | None:
+    """The total set for this key, else the one set for its dataset name."""
+    return totals.get(dataset_key) or totals.get(dataset_name(dataset_key))
+
+
+def _cost(release: dict[str, Any], unit: PrivacyUnit) -> tuple[float, float] | None:
+    """What a release costs one ``unit``: its own (epsilon, delta) if it covers the unit, its group-privacy
+    consequence if its group size for the unit is booked, else None (not countable)."""
+    epsilon = release["epsilon"] if release["epsilon"] is not None else release["epsilon_reserved"]
+    if _covers(PrivacyUnit(release["privacy_unit"]), unit):
+        return epsilon, release["delta"]
+    size = (release.get("group_sizes") or {}).get(unit.value)
+    return None if size is None else group_privacy(epsilon, release["delta"], int(size))
+
+
 def _spent(releases: list[dict[str, Any]], dataset_key: str, unit: PrivacyUnit) -> tuple[float, float]:
-    counted = [r for r in releases if r["dataset_key"] == dataset_key and _covers(PrivacyUnit(r["privacy_unit"]), unit)]
-    epsilon = math.fsum(r["epsilon"] if r["epsilon"] is not None else r["epsilon_reserved"] for r in counted)
-    return epsilon, math.fsum(r["delta"] for r in counted)
+    costs = [c for c in (_cost(r, unit) for r in releases if r["dataset_key"] == dataset_key) if c is not None]
+    return math.fsum(c[0] for c in costs), min(1.0, math.fsum(c[1] for c in costs))
 
 
 def _refuse_if_over(
     releases: list[dict[str, Any]],
+    entry: dict[str, Any],
     dataset_key: str,
     unit: PrivacyUnit,
-    epsilon: float,
-    delta: float,
     total: dict[str, float | None],
 ) -> None:
+    cost = _cost(entry, unit)
+    if cost is None:
+        return
+    epsilon, delta = cost
     spent_epsilon, spent_delta = _spent(releases, dataset_key, unit)
     if spent_epsilon + epsilon > total["epsilon"] * (1 + _SLACK):
         left = max(0.0, total["epsilon"] - spent_epsilon)

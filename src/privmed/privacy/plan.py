@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from privmed.errors import PrivacyError, PrivmedError
-from privmed.privacy.calibration import check_delta, check_epsilon, dpsgd_noise_multiplier
+from privmed.privacy.calibration import check_delta, check_epsilon, dpsgd_noise_multiplier, steps_for_epochs, steps_per_epoch
 from privmed.privacy.report import DPSGD_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
 
@@ -100,8 +100,7 @@ def plan_training(
     if max_grad_norm <= 0:
         raise PrivacyError(f"the clipping bound max_grad_norm must be positive, got {max_grad_norm}")
     sample_rate = batch_size / n_units
-    steps_per_epoch = max(1, round(1.0 / sample_rate))
-    steps = int(max_steps) if max_steps is not None else steps_per_epoch * int(epochs)
+    steps = int(max_steps) if max_steps is not None else steps_for_epochs(int(epochs), sample_rate)
     noise = dpsgd_noise_multiplier(target_epsilon, sample_rate, steps, delta, accountant=accountant) if private else None
     return TrainingPlan(
         target_epsilon=target_epsilon,
@@ -110,7 +109,7 @@ def plan_training(
         unit_word=unit.describe(record_kind),
         n_units=int(n_units),
         sample_rate=sample_rate,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch(sample_rate),
         steps=steps,
         noise_multiplier=noise,
         max_grad_norm=float(max_grad_norm),

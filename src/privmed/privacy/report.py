@@ -53,7 +53,9 @@ class PrivacyReport:
     a patient with several records gets (see :func:`privmed.privacy.group.group_privacy_report`).
     ``notes`` hold warnings and every way the run differs from the paper it follows. ``reproducible``
     marks a research run whose noise (and batches) follow from ``seed``: no guarantee against anyone
-    who knows the seed.
+    who knows the seed. ``public_data`` names what the release publishes unprotected (e.g. class labels
+    written with ``public_labels``): no mechanism covers it, so it must be public knowledge. ``dataset``
+    is the dataset's name only: nothing computed from its content (a hash would be a membership oracle).
     """
 
     mechanism: str
@@ -73,6 +75,7 @@ class PrivacyReport:
     notes: list[str] = field(default_factory=list)
     group_privacy: dict[str, Any] | None = None
     dataset: str | None = None
+    public_data: list[str] = field(default_factory=list)
     created: str = field(default_factory=_now_iso)
     versions: dict[str, str] = field(default_factory=library_versions)
 

@@ -296,15 +296,21 @@ def _diversity(path: Path, payload: dict[str, Any], release: Path, privacy: Priv
 def _audit(path: Path, payload: dict[str, Any], release: Path, privacy: PrivacyReport) -> EvaluationBlock:
     block = EvaluationBlock("Privacy audit: an empirical lower bound on epsilon (Steinke, Nasr & Jagielski 2023)", path)
     confidence = payload.get("confidence")
-    table = Table(["method", "canaries", "right guesses", f"epsilon lower bound ({_num(confidence, 2)} confidence)", "claimed epsilon", "consistent"])
+    table = Table(["method", "canaries", "right guesses", f"epsilon lower bound ({_num(confidence, 2)} confidence)",
+                   "most this audit could prove", "claimed epsilon", "consistent"])
     consistent = payload.get("consistent")
     table.add([str(payload.get("method", "")), _num(payload.get("canaries"), 0), f"{_num(payload.get('correct'), 0)} of {_num(payload.get('guesses'), 0)}",
-               _num(payload.get("epsilon_lower_bound")), _eps(payload.get("claimed_epsilon")),
+               _num(payload.get("epsilon_lower_bound")), _num(payload.get("epsilon_ceiling")), _eps(payload.get("claimed_epsilon")),
                "–" if consistent is None else ("yes" if consistent else "NO: the bound exceeds the claim")])
     block.tables.append(table)
+    ceiling = payload.get("epsilon_ceiling")
+    reach = ""
+    if ceiling is not None:
+        reach = (f" Even a perfect attacker (every guess right) could prove at most epsilon = {_num(ceiling)} with these canaries and guesses"
+                 + (", so this audit cannot show the claim violated." if payload.get("can_test_claim") is False else "."))
     block.summary = (
         f"With {_num(confidence, 2)} confidence the audited method leaks at least epsilon = {_num(payload.get('epsilon_lower_bound'))} "
-        f"per {payload.get('unit', 'record')}; it claims {_eps(payload.get('claimed_epsilon'))}."
+        f"per {payload.get('unit', 'record')}; it claims {_eps(payload.get('claimed_epsilon'))}.{reach}"
     )
     block.notes += [str(note) for note in payload.get("notes", [])]
     return block

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from privmed.errors import PrivacyError
-from privmed.privacy.ledger import BudgetLedger
+from privmed.privacy.calibration import delta_is_large, large_delta_warning
+from privmed.privacy.ledger import BudgetLedger, dataset_name
 from privmed.privacy.report import DPSGD_MECHANISM, LAPLACE_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
 
@@ -57,6 +58,8 @@ class LedgerStatus:
     remaining: float | None = None
     entry: dict[str, Any] | None = None
     matched_by: str | None = None
+    large_delta: tuple[str, ...] = ()
+    uncounted: tuple[str, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -97,7 +100,12 @@ def plain_words(report: PrivacyReport) -> list[str]:
     """Paragraphs that state what the guarantee means, without notation a privacy officer must look up."""
     unit, units = report.unit, plural(report.unit, report.n_units)
     paragraphs = []
-    if math.isinf(report.epsilon):
+    if math.isinf(report.epsilon) and _no_guarantee_note(report):
+        paragraphs.append(
+            f"This release carries no guarantee: {_no_guarantee_note(report)}. Nothing limits what it reveals about any {unit} "
+            "of the private data, and it must not leave the place where that data may be kept."
+        )
+    elif math.isinf(report.epsilon):
         paragraphs.append(
             f"This release was made without differential privacy (epsilon = inf). It is a reference for comparison only: "
             f"nothing limits what it reveals about any {unit} of the private data, and it must not leave the place where that data may be kept."
@@ -128,6 +136,9 @@ def plain_words(report: PrivacyReport) -> list[str]:
 def _mechanism_words(report: PrivacyReport) -> str:
     accountant = _ACCOUNTANTS.get(report.accountant, f"{report.accountant} accountant")
     unit = report.unit
+    if math.isinf(report.epsilon) and report.mechanism == LAPLACE_MECHANISM:
+        return (f"Mechanism: local differential privacy (Laplace noise of scale {report.laplace_scale or 0:.4g}), but its epsilon does not "
+                "hold: see the note that voids the guarantee.")
     if math.isinf(report.epsilon):
         steps = f" ({report.steps} steps)" if report.steps else ""
         return f"Mechanism: none. The data was used as is, without clipping or noise{steps}; the recorded mechanism is {report.mechanism!r}."
@@ -149,9 +160,10 @@ def _mechanism_words(report: PrivacyReport) -> str:
         if report.laplace_scale is not None and report.sensitivity is not None:
             scale = f": Laplace noise of scale {report.laplace_scale:.4g} on a representation whose L1 sensitivity is {report.sensitivity:.4g}"
         releases = f" It was applied {report.steps} times; the epsilon above adds them up ({accountant})." if (report.steps or 1) > 1 else ""
+        public = (" Published as public data, outside the guarantee: " + "; ".join(report.public_data) + ".") if report.public_data else ""
         return (
             f"Mechanism: local differential privacy. Each {unit} was privatized on its own{scale}, so the released copy of one {unit} "
-            f"depends on no other.{releases}"
+            f"depends on no other.{releases} Records carry opaque index ids; patient ids and source names are not released.{public}"
         )
     return f"Mechanism: {report.mechanism}, accounted with the {accountant}."
 
@@ -184,7 +196,9 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
     """The warnings that apply to a release, most serious first, then the report's own notes."""
     found: list[ReportWarning] = []
     unit = privacy_unit(report)
-    if math.isinf(report.epsilon):
+    if math.isinf(report.epsilon) and _no_guarantee_note(report):
+        found.append(ReportWarning("danger", f"No guarantee: {_no_guarantee_note(report)}. Nothing protects any {report.unit}; do not release it."))
+    elif math.isinf(report.epsilon):
         found.append(ReportWarning("danger", f"epsilon = inf: a non-private reference. Nothing protects any {report.unit}; do not release it."))
     else:
         found += _epsilon_warnings(report.epsilon, report.unit)
@@ -209,6 +223,10 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
                 f"delta = {report.delta:.3g} is at least 1/N = {1.0 / report.n_units:.3g} for N = {report.n_units} {plural(report.unit, report.n_units)}: "
                 "such a delta allows one unit's data to be released in the clear.",
             ))
+        elif delta_is_large(report.delta, report.n_units):
+            found.append(ReportWarning("caution", large_delta_warning(report.delta, report.n_units, report.unit) + "; privmed's default is min(1e-5, 1/(10N))."))
+    for item in report.public_data:
+        found.append(ReportWarning("caution", f"Published without protection (public data): {item}. No mechanism covers it; it must be public knowledge."))
     if report.reproducible and not math.isinf(report.epsilon):
         found.append(ReportWarning("danger", REPRODUCIBLE_WARNING.format(seed=report.seed)))
     if any(note.lower().startswith("paper scale") for note in report.notes):
@@ -218,6 +236,11 @@ def warnings_for(report: PrivacyReport) -> list[ReportWarning]:
         ))
     found += [ReportWarning("note", note) for note in report.notes]
     return found
+
+
+def _no_guarantee_note(report: PrivacyReport) -> str | None:
+    """The note that voids a release's guarantee (e.g. a flow trained on the private data), if any."""
+    return next((note for note in report.notes if note.lower().startswith("no guarantee")), None)
 
 
 def _epsilon_warnings(epsilon: float, unit: str, group: bool = False) -> list[ReportWarning]:
@@ -233,8 +256,9 @@ def ledger_status(report: PrivacyReport, ledger: BudgetLedger, release_id: str |
     """The dataset's total spend in ``ledger`` at the release's unit (basic composition, all releases).
 
     The dataset is found by the release's own ledger entry (``release_id``, the run id of a training
-    run) when there is one, else by the report's ``dataset`` key; a key written without its fingerprint
-    (just the dataset name) is matched when exactly one ledger key carries that name.
+    run) when there is one, else by the dataset name in privacy.json, when exactly one ledger key carries
+    that name (privacy.json never holds the key itself: its keyed hash is private to the ledger).
+    The status lists the releases whose delta is above 1/(10N) and those that cannot count at this unit.
     """
     unit = privacy_unit(report)
     entries = ledger.entries() if ledger.path.exists() else []
@@ -245,10 +269,10 @@ def ledger_status(report: PrivacyReport, ledger: BudgetLedger, release_id: str |
         key, matched_by = entry["dataset_key"], "this release's own ledger entry"
     elif report.dataset in keys:
         key, matched_by = report.dataset, "the dataset key in privacy.json"
-    elif report.dataset and "@" not in report.dataset:
-        named = sorted(k for k in keys if k.split("@", 1)[0] == report.dataset)
+    elif report.dataset:
+        named = sorted(k for k in keys if dataset_name(k) == dataset_name(report.dataset))
         if len(named) == 1:
-            key, matched_by = named[0], f"the only ledger key named {report.dataset!r} (privacy.json gives no fingerprint)"
+            key, matched_by = named[0], f"the only ledger dataset named {dataset_name(report.dataset)!r}"
     if key is None:
         return LedgerStatus(path=ledger.path, exists=ledger.path.exists(), dataset_key=report.dataset, unit=unit.value)
     epsilon, delta = ledger.spent(key, unit)
@@ -264,4 +288,6 @@ def ledger_status(report: PrivacyReport, ledger: BudgetLedger, release_id: str |
         remaining=ledger.remaining(key, unit),
         entry=entry,
         matched_by=matched_by,
+        large_delta=tuple(r["release_id"] for r in ledger.large_delta_releases(key)),
+        uncounted=tuple(r["release_id"] for r in ledger.uncounted(key, unit)),
     )

@@ -21,7 +21,7 @@ from privmed import __version__
 from privmed.data.dataset import ImageDataset
 from privmed.errors import PrivmedError
 from privmed.fileio import write_text_atomic
-from privmed.privacy.ledger import BudgetLedger
+from privmed.privacy.ledger import BudgetLedger, dataset_name
 from privmed.privacy.units import plural
 from privmed.report.evaluations import EvaluationBlock, Table, read_evaluation
 from privmed.report.figures import file_uri, grid_uri, training_curves_uri
@@ -234,7 +234,9 @@ def _samples(release: ReleaseDir, data: ImageDataset | None, source_ref: str | N
         notes.append(f"No real examples: {source_ref} could not be loaded here ({exc}).")
         return pictures, notes, False
     count = min(GRID_RECORDS if data is not None else 8, len(real))
-    same = data is not None and len(data) == len(real) and list(data.sources[:count]) == list(real.sources[:count])
+    same = data is not None and len(data) == len(real) and (
+        list(data.sources[:count]) == list(real.sources[:count]) or data.metadata.get("parent") == real.name  # privatized: opaque ids, same order
+    )
     caption = f"real: the same {count} records before privatization" if same else f"real: first {count} of {len(real)} records of {source_ref}"
     if not count:
         return pictures, notes, False
@@ -308,14 +310,20 @@ def _warnings(warnings: list[ReportWarning]) -> str:
 def _ledger(status: LedgerStatus, unit: str) -> str:
     where = f"<code>{_e(status.path)}</code>"
     if not status.found:
-        missing = "the ledger file does not exist" if not status.exists else f"no release of {status.dataset_key or 'this dataset'} is recorded"
+        missing = "the ledger file does not exist" if not status.exists else f"no release of {dataset_name(status.dataset_key or '') or 'this dataset'} is recorded"
         return f"<p><strong>Ledger total: not in ledger</strong> ({missing}; ledger {where}).</p>"
     parts = [(
-        f"<p><strong>Ledger total for {_e(status.dataset_key)}</strong> per {_e(unit)} ({_e(status.unit)} level): "
+        f"<p><strong>Ledger total for {_e(dataset_name(status.dataset_key or ''))}</strong> per {_e(unit)} ({_e(status.unit)} level): "
         f"epsilon = {_e(_fmt(status.epsilon, '.4g'))}, delta = {_e(_fmt(status.delta, '.3g'))}, over the {_e(status.releases)} "
         f"release{'s' if status.releases != 1 else ''} of this dataset in the ledger {where} (basic composition: epsilons add up; "
-        "releases at a larger unit count too).</p>"
+        "releases at a larger unit count too, and releases at a smaller unit through group privacy).</p>"
     )]
+    if status.large_delta:
+        parts.append(f'<p class="caution">Caution: {_e(len(status.large_delta))} of these releases used a delta above 1/(10N) '
+                     f"for their N units ({_e(', '.join(status.large_delta))}): the total delta above includes them.</p>")
+    if status.uncounted:
+        parts.append(f'<p class="caution">Not counted at this unit: {_e(len(status.uncounted))} release(s) at a smaller unit whose group '
+                     f"size was not booked ({_e(', '.join(status.uncounted))}); their cost to one {_e(unit)} is unknown.</p>")
     if status.total is not None:
         parts.append(f"<p>Total budget set for this dataset: epsilon = {_e(_fmt(status.total.get('epsilon')))}; "
                      f"remaining at this unit: {_e(_fmt(status.remaining))}.</p>")

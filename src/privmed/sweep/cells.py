@@ -139,14 +139,21 @@ def _privatize(config: SweepConfig, epsilon: float, seed: int, data: ImageDatase
 
     The noise is secret unless the options ask for ``reproducible`` noise, which then follows from the cell's seed.
     """
+    from privmed.methods.flow_training import flow_trained_on, load_trained_flow
     from privmed.methods.release import release
 
-    method = get_method(config.method).make(epsilon, **config.options)
+    options = dict(config.options)
+    on_private = bool(options.pop("flow_trained_on_private", False))
+    method = get_method(config.method).make(epsilon, **options)
+    # The sweep trains a classifier on each release, which needs its labels: they are written as public
+    # (named so in every cell's privacy.json), as a research sweep on data whose labels may be shown.
+    method.set_labels(public_labels=True)
+    saw = "flow" in options and flow_trained_on(load_trained_flow(options["flow"]), data, config.data)
     release_id = _release_id(cell, stale_release=data_path.exists())
     return release(
         method, cell, data=data, data_path=data_path, release_id=release_id,
         description=f"sweep {config.method} epsilon={epsilon:g} cell={cell}", overwrite=True,
-        seed=seed if method.reproducible else None,
+        seed=seed if method.reproducible else None, flow_saw_the_data=saw, flow_trained_on_private=on_private,
     ).data
 
 

@@ -18,6 +18,9 @@ CONFIG_KEYS = ("method", "data", "test", "options", "evaluation")
 
 # The grid sets these; a configuration may not.
 _GRID_OPTIONS = frozenset({"epsilon", "seed", "run_dir", "resume", "data_ref", "on_progress", "on_epoch"})
+# Flags of a privatizing method's release rather than keywords of its constructor: a flow trained on the
+# sweep's own data is refused unless flow_trained_on_private (each release then states no guarantee).
+RELEASE_OPTIONS = frozenset({"flow_trained_on_private"})
 
 
 def sweep_methods() -> tuple[str, ...]:
@@ -40,10 +43,13 @@ def _absolute_ref(ref: str) -> str:
 
 def _method_options(method: str, options: dict[str, Any], source: str) -> dict[str, Any]:
     """Check ``options`` against the method's keyword arguments; return them with paths made absolute."""
-    from privmed.methods.registry import get_method
+    from privmed.methods.registry import MethodKind, get_method
 
-    required, accepted = get_method(method).options()
+    spec = get_method(method)
+    required, accepted = spec.options()
     required, accepted = required - _GRID_OPTIONS, accepted - _GRID_OPTIONS
+    if spec.kind is MethodKind.PRIVATIZING:
+        accepted |= RELEASE_OPTIONS
     unknown = sorted(set(options) - accepted)
     if unknown:
         grid = sorted(set(unknown) & _GRID_OPTIONS)

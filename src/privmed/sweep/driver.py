@@ -71,20 +71,6 @@ def _write_sweep_json(out: Path, config: SweepConfig, epsilons: list[float], see
     })
 
 
-def _warn_if_flow_saw_the_data(config: SweepConfig) -> None:
-    """Log a warning when the flow of a CADP / DP-GLOW sweep was trained on the very data it privatizes."""
-    if "flow" not in config.options:
-        return
-    from privmed.data import load
-    from privmed.methods.flow_training import flow_saw
-
-    if flow_saw(config.options["flow"], load(config.data)):
-        logger.warning(
-            "the flow %s was trained on the data this sweep privatizes (%s): flow training is not private, so these "
-            "images are not protected by the releases' epsilon; train the flow on public data", config.options["flow"], config.data,
-        )
-
-
 def _require_ray() -> Any:
     try:
         import ray
@@ -153,7 +139,6 @@ def run_sweep(
         if progress is not None:
             progress(CellEvent(done, len(cells), epsilon, seed, "skipped"))
     if ray is not None:
-        _warn_if_flow_saw_the_data(config)
         started = _start_ray(ray, address, num_cpus)
         try:
             task = ray.remote(num_cpus=1)(_cell_task)

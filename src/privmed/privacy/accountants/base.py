@@ -91,7 +91,8 @@ class SubsampledGaussianAccountant(PrivacyAccountant):
             raise PrivacyError(f"delta must be in (0, 1) for DP-SGD accounting, got {delta}")
         if not self.history:
             return 0.0
-        return self._epsilon(delta)
+        # Opacus's RDP conversion can return a slightly negative epsilon when the loss is tiny; epsilon is never below 0.
+        return max(0.0, self._epsilon(delta))
 
     @abstractmethod
     def _epsilon(self, delta: float) -> float:
