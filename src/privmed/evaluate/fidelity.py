@@ -103,9 +103,14 @@ def comparable_images(data: ImageDataset, side: tuple[int, int], config: Fidelit
 
 
 def fid_kid(
-    extractor: FeatureExtractor, real: np.ndarray, synthetic: np.ndarray, kid_subset_size: int = 100, kid_subsets: int = 50, batch_size: int = 64
+    extractor: FeatureExtractor, real: np.ndarray, synthetic: np.ndarray, kid_subset_size: int = 100, kid_subsets: int = 50, batch_size: int = 64,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """FID and KID (mean, SD over subsets) between two sets of float images in [0, 1]."""
+    """FID and KID (mean, SD over subsets) between two sets of float images in [0, 1].
+
+    KID's random subsets are drawn from torch's generator seeded with ``seed`` (torchmetrics draws them
+    from the global one, which made KID depend on whatever ran before).
+    """
     if len(real) < 2 or len(synthetic) < 2:
         raise DataError("FID needs at least 2 real and 2 synthetic images")
     subset = min(kid_subset_size, len(real), len(synthetic))
@@ -120,7 +125,9 @@ def fid_kid(
                 batch = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))
                 fid.update(batch, real=is_real)
                 kid.update(batch, real=is_real)
-        kid_mean, kid_sd = kid.compute()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            kid_mean, kid_sd = kid.compute()
         return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_sd": float(kid_sd), "kid_subset_size": subset}
 
 
