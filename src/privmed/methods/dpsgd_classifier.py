@@ -33,7 +33,9 @@ from privmed.runs import RunDirectory
 logger = logging.getLogger(__name__)
 
 METHOD_NAME = "dpsgd-classifier"
-_HYPERPARAMETERS = ("target_epsilon", "delta", "unit", "model", "epochs", "batch_size", "max_grad_norm", "learning_rate", "accountant", "seed")
+_HYPERPARAMETERS = (
+    "target_epsilon", "delta", "unit", "model", "epochs", "batch_size", "max_grad_norm", "learning_rate", "accountant", "seed", "reproducible",
+)
 
 
 class _ClassifierTask:
@@ -75,7 +77,8 @@ class DPSGDClassifier(PrivateMethod):
     units per step (sample rate q = batch_size / units), calibrates the noise multiplier once, then
     trains with Adam through :class:`~privmed.methods.trainer.DPTrainer` (``run_dir``, if given,
     gets config.json, metrics.csv, checkpoints, privacy.json and model.pt). ``delta`` defaults to
-    ``default_delta(units)`` (below 1/units). Learned attributes: ``network_``, ``report_``, ``plan_``.
+    ``default_delta(units)`` (below 1/units). The noise and the batches are secret unless ``reproducible``
+    (then they follow from ``seed``: a research run, flagged in its report). Learned attributes: ``network_``, ``report_``, ``plan_``.
 
     Why the learning rate is 1e-2 and not the non-private 1e-3: DP-SGD takes few, large-batch steps
     (1/q per epoch: 300 for 30 epochs at q = 0.1) and each carries noise, so at 1e-3 the network
@@ -96,6 +99,7 @@ class DPSGDClassifier(PrivateMethod):
         learning_rate: float = 1e-2,
         accountant: str = "rdp",
         seed: int = 0,
+        reproducible: bool = False,
         run_dir: str | Path | None = None,
         on_epoch: EpochCallback | None = None,
     ) -> None:
@@ -109,6 +113,7 @@ class DPSGDClassifier(PrivateMethod):
         self.learning_rate = learning_rate
         self.accountant = accountant
         self.seed = seed
+        self.reproducible = reproducible
         self.run_dir = run_dir
         self.on_epoch = on_epoch
         self.network_: nn.Module | None = None
@@ -161,6 +166,7 @@ class DPSGDClassifier(PrivateMethod):
         trainer = DPTrainer(
             task, plan, data.unit_ids(unit), report_factory=report_factory, seed=self.seed, run=run,
             release=LedgerRelease(key, run_id, f"DP-SGD classifier {run.path if run else 'in memory'}"), on_epoch=on_epoch,
+            reproducible=self.reproducible,
         )
         try:
             self.report_ = trainer.train()
