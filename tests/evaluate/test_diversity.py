@@ -41,13 +41,15 @@ def test_mismatched_sizes_are_refused(real) -> None:
 @pytest.mark.slow
 def test_umap_report_fits_real_only_and_projects_synthetic(real, tmp_path) -> None:
     rng = np.random.default_rng(0)
-    real_features = rng.normal(size=(60, 8))
-    projection = umap_projection(real_features, real_features[:10] + 1e-3, seed=0)
+    clusters = np.repeat(np.arange(3), 20)
+    real_features = rng.normal(size=(60, 8)) + 10.0 * np.eye(8)[clusters]
+    copies = np.arange(0, 60, 6)
+    projection = umap_projection(real_features, real_features[copies] + 1e-3, seed=0)
     assert projection.real.shape == (60, 2) and projection.synthetic.shape == (10, 2)
-    # A near copy of real points lands near them: closer than the typical distance between real points.
-    gaps = np.linalg.norm(projection.synthetic - projection.real[:10], axis=1)
-    spread = np.linalg.norm(projection.real[:, None] - projection.real[None], axis=2).mean()
-    assert np.median(gaps) < spread / 2
+    # A near copy of a real point lands in that point's cluster of the real map (fitted on real rows only).
+    centres = np.stack([projection.real[clusters == c].mean(axis=0) for c in range(3)])
+    landed = np.linalg.norm(projection.synthetic[:, None] - centres[None], axis=2).argmin(axis=1)
+    assert np.array_equal(landed, clusters[copies])
     report, projection = diversity_report(real, load("phantom-classes:test", n=60), encoder_steps=10, epochs=1, n_resamples=200)
     paths = write_diversity_report(tmp_path, report, projection, real.class_names)
     assert json.loads(paths["diversity"].read_text())["n_synthetic"] == 60
