@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pneumonia_common import DEFAULT_DATA, REPO, RESULTS_DIR, RUNS_DIR, ResultsFile, load_pneumonia, public_private_split
 
+from pneumonia_common import DEFAULT_DATA, REPO, RESULTS_DIR, RUNS_DIR, ResultsFile, load_pneumonia, public_private_split
 from privmed.data.dataset import ImageDataset
 from privmed.evaluate.classifier import ClassifierMetrics, evaluate_classifier, score_classifier
 from privmed.methods.cadp import CADP

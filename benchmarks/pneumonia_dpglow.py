@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pneumonia_common import DEFAULT_DATA, RESULTS_DIR, RUNS_DIR, ResultsFile, load_pneumonia, public_private_split
-
 from privmed.data.dataset import ImageDataset
 from privmed.evaluate.likelihood import detection_auc
 from privmed.evaluate.obfuscation import FEATURES, obfuscation_curve, train_feature_detector

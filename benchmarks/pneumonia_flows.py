@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from pneumonia_common import DEFAULT_DATA, FLOW_NAMES, ensure_flow, flow_training_set, load_pneumonia, public_private_split
-
 from privmed.models.flows import ConditionalINN, Glow, InvertibleFlow
 
 IMAGE_SHAPE = (1, 28, 28)

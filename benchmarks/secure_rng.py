@@ -147,7 +147,8 @@ def main() -> None:
             f"{load_after:.1f} after (a shared machine: other jobs ran beside this one)"
         ),
         (
-            f"- median of {args.repeats} rounds after a warm-up, the variants of a table taking turns in each round; secret = AES-256-CTR keystream (cryptography) keyed by os.urandom, "
+            f"- median of {args.repeats} rounds after a warm-up, the variants of a table taking turns in each round; "
+            "secret = AES-256-CTR keystream (cryptography) keyed by os.urandom, "
             "52-bit uniforms refined below 2^-32, Box-Muller in float64, cast to float32; reproducible = the same keyed by the seed"
         ),
         "",

@@ -84,7 +84,8 @@ def test_detection_without_a_flow_directory_is_one_red_line(tmp_path) -> None:
 
 def test_metrics_carry_the_guarantee_of_a_privatized_release(tmp_path) -> None:
     release = tmp_path / "release"
-    made = runner.invoke(app, ["privatize", "pixel-ldp", "--data", "phantom-classes:train", "--epsilon", "50000", "--reproducible", "--seed", "0", "--public-labels", "--out", str(release)])
+    made = runner.invoke(app, ["privatize", "pixel-ldp", "--data", "phantom-classes:train", "--epsilon", "50000", "--reproducible", "--seed", "0",
+                               "--public-labels", "--out", str(release)])
     assert made.exit_code == 0, made.output
     train_ref = str(next(release.glob("*.npz")))
     out = tmp_path / "eval"

@@ -121,7 +121,7 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path) -> None:
         train_unet(train, config, checkpoint=tmp_path / "unet.pt", checkpoint_every=4, progress=crash)
     assert torch.load(tmp_path / "unet.pt", weights_only=False)["step"] == 4
     steps_run = []
-    resumed = train_unet(train, config, checkpoint=tmp_path / "unet.pt", checkpoint_every=4, progress=lambda s, t, l: steps_run.append(s))
+    resumed = train_unet(train, config, checkpoint=tmp_path / "unet.pt", checkpoint_every=4, progress=lambda step, _total, _loss: steps_run.append(step))
     assert steps_run == [5, 6, 7, 8]
     for a, b in zip(uninterrupted.state_dict().values(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)

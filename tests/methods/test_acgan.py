@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from tests.privacy.independent_accounting import pld_epsilon, rdp_epsilon
 from privmed.data import load
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivacyError, PrivmedError
@@ -24,6 +23,7 @@ from privmed.methods.trainer import PrivateGradient
 from privmed.models.acgan import ACDiscriminator, ConditionalGenerator
 from privmed.privacy.calibration import default_delta
 from privmed.privacy.plan import plan_training
+from tests.privacy.independent_accounting import pld_epsilon, rdp_epsilon
 
 # Tiny networks: 8 channels at the widest level's base, a 16-d latent.
 TINY = {"batch_size": 16, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16}

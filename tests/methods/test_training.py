@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from tests.privacy.independent_accounting import pld_epsilon, rdp_epsilon
-from privmed.privacy.ledger import BudgetLedger
 from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.trainer import start_run
+from privmed.privacy.ledger import BudgetLedger
 from privmed.privacy.plan import plan_training
 from privmed.runs import RunDirectory
+from tests.privacy.independent_accounting import pld_epsilon, rdp_epsilon
 
 
 def test_epochs_are_one_over_q_steps_and_the_plan_ends_at_the_target() -> None:

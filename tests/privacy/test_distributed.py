@@ -24,17 +24,16 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from tests.privacy.independent_accounting import pld_epsilon, rdp_epsilon
 from privmed.data import load
 from privmed.data.phantom import make_class_phantom
 from privmed.errors import PrivmedError
 from privmed.methods.dpwgan import DPWGAN
 from privmed.methods.flow_training import FlowTrainer
 from privmed.models.flows import Glow
-
 from privmed.privacy.distributed import SINGLE_PROCESS, ReplicaGroup, current_group, init_from_env, shutdown
 from privmed.privacy.dpsgd import DPGradient
 from privmed.privacy.ledger import BudgetLedger
+from tests.privacy.independent_accounting import pld_epsilon, rdp_epsilon
 
 WORLD = 2
 TIMEOUT_S = 120

@@ -199,8 +199,8 @@ def test_neighbouring_datasets_really_differ(vessels: ImageDataset) -> None:
 
 def test_privacy_json_holds_no_hash_of_the_data(tmp_path: Path) -> None:
     """Finding 2: dataset was name@sha256(data)[:16], which one changed pixel changes."""
-    from privmed.methods.release import release
     from privmed.methods.pixel_ldp import PixelLDP
+    from privmed.methods.release import release
 
     data = load("phantom-classes:test").subset(np.arange(8))
     pixel = data.images.copy()

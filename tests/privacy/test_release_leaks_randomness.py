@@ -29,8 +29,8 @@ from privmed.data.dataset import ImageDataset
 from privmed.methods.dpwgan import DPWGAN
 from privmed.methods.pixel_ldp import PixelLDP
 from privmed.methods.trainer import DPTrainer, PrivateGradient
-from privmed.privacy.plan import plan_training, privacy_report
 from privmed.privacy.dpsgd import DPGradient
+from privmed.privacy.plan import plan_training, privacy_report
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.sampling import PoissonUnitSampler
 from privmed.privacy.secure_rng import RandomStream

@@ -7,9 +7,21 @@ import logging
 import typer
 
 from privmed import __version__
-from privmed.cli import acgan, attacks, budget, data, demo, dpwgan, evaluate_classifier, evaluate_flows, evaluate_segmentation, flows, generate
-from privmed.cli import sweep
-from privmed.cli import report
+from privmed.cli import (
+    acgan,
+    attacks,
+    budget,
+    data,
+    demo,
+    dpwgan,
+    evaluate_classifier,
+    evaluate_flows,
+    evaluate_segmentation,
+    flows,
+    generate,
+    report,
+    sweep,
+)
 from privmed.cli._common import PrivmedGroup
 
 app = typer.Typer(

@@ -11,8 +11,8 @@ from rich.table import Table
 from privmed.cli._common import console, print_json
 from privmed.errors import PrivmedError
 from privmed.fileio import write_json_atomic
-from privmed.privacy.report import PrivacyReport
 from privmed.models import CLASSIFIER_NAMES
+from privmed.privacy.report import PrivacyReport
 
 
 def release_privacy(ref: str) -> PrivacyReport | None:

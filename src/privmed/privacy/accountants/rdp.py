@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from privmed.privacy.accountants.base import SubsampledGaussianAccountant
 
-
 # dp-accounting's default orders. Opacus's stop at 63, and the RDP-to-DP conversion then cannot
 # certify an epsilon below about log(1/delta)/62 (0.19 at delta=1e-5) however large the noise.
 RDP_ORDERS: tuple[float, ...] = tuple([1 + x / 10 for x in range(1, 100)] + list(range(11, 64)) + [128, 256, 512, 1024])
