@@ -132,15 +132,21 @@ class _Tree:
     artery: np.ndarray
 
 
-def _grow(params: VesselSimParams, rng: np.random.Generator, centre: np.ndarray, diameter: float, radius: float) -> tuple[_Tree, np.ndarray, np.ndarray, int]:
-    """Vessel centre lines grown from the disc; also the disc and fovea positions and the eye side."""
+def _grow(params: VesselSimParams, seed: np.random.SeedSequence, centre: np.ndarray, diameter: float, radius: float) -> tuple[_Tree, np.ndarray, np.ndarray, int]:
+    """Vessel centre lines grown from the disc; also the disc and fovea positions and the eye side.
+
+    Every segment draws from its own random stream, spawned from its parent's, so a small change of a
+    parameter changes the tree a little (what the fit's finite differences need), not all of it.
+    """
+    trunk_seed, *segment_seeds = seed.spawn(9)
+    rng = np.random.default_rng(trunk_seed)
     side = 1 if rng.random() < 0.5 else -1  # disc on the right (+1) or the left (-1) of the fovea
     fovea = centre + rng.normal(0.0, 0.02, 2) * diameter
     disc = fovea + np.array([side * _FOVEA_OFFSET * diameter, -0.03 * diameter])
     temporal = math.atan2(fovea[1] - disc[1], fovea[0] - disc[0])
     vein = params.vessel_width * diameter
     disc_radius = params.disc_diameter * diameter / 2
-    segments: list[tuple[float, float, float, float, float, bool]] = []
+    segments: list[tuple[float, float, float, float, float, bool, np.random.SeedSequence]] = []
     for vertical in (-1.0, 1.0):
         for artery in (False, True):
             width = vein * (params.artery_vein_ratio if artery else 1.0)
@@ -149,24 +155,26 @@ def _grow(params: VesselSimParams, rng: np.random.Generator, centre: np.ndarray,
             angle = temporal + vertical * (math.radians(rng.uniform(70, 100)) + (0.15 if artery else 0.0))
             curvature = -vertical * rng.uniform(1.3, 2.0) / diameter
             start = disc + disc_radius * 0.3 * np.array([math.cos(angle), math.sin(angle)])
-            segments.append((start[0], start[1], angle, width, curvature, artery))
+            segments.append((start[0], start[1], angle, width, curvature, artery, segment_seeds[len(segments)]))
             angle = temporal + math.pi - vertical * math.radians(rng.uniform(30, 75))
             start = disc + disc_radius * 0.3 * np.array([math.cos(angle), math.sin(angle)])
-            segments.append((start[0], start[1], angle, 0.75 * width, 0.0, artery))
+            segments.append((start[0], start[1], angle, 0.75 * width, 0.0, artery, segment_seeds[len(segments)]))
     xs, ys, widths, arteries = [], [], [], []
-    min_width = params.min_width_px * diameter / REFERENCE_FOV_PX
+    min_width = params.min_width_px  # the resolution limit is the image's own pixel, whatever its size
     noise_per_step = params.tortuosity * math.sqrt(_STEP_PX / (0.01 * diameter))
     angle_scale = params.branch_angle / 75.0
     k = params.murray_exponent
     grown = 0
     while segments and grown < _MAX_SEGMENTS:
-        x0, y0, angle0, width0, curvature, artery = segments.pop()
+        x0, y0, angle0, width0, curvature, artery, segment_seed = segments.pop()
+        rng = np.random.default_rng(segment_seed)
+        thin_seed, thick_seed = segment_seed.spawn(2)
         grown += 1
         length = params.segment_length * width0 * rng.uniform(0.5, 1.5)
         if grown <= 8:
             length *= 0.5  # trunks split soon after leaving the disc
         steps = max(int(length / _STEP_PX), 2)
-        turns = curvature * _STEP_PX + rng.normal(0.0, noise_per_step, steps)
+        turns = curvature * _STEP_PX + noise_per_step * rng.standard_normal(steps)
         angles = angle0 + np.cumsum(turns)
         x = x0 + np.cumsum(np.cos(angles)) * _STEP_PX
         y = y0 + np.cumsum(np.sin(angles)) * _STEP_PX
@@ -182,7 +190,7 @@ def _grow(params: VesselSimParams, rng: np.random.Generator, centre: np.ndarray,
         end_width = width[stop - 1]
         if stop < steps or end_width < min_width:
             continue
-        ratio = float(np.clip(rng.normal(params.asymmetry, 0.1), 0.15, 1.0))
+        ratio = float(np.clip(params.asymmetry + 0.1 * rng.standard_normal(), 0.15, 1.0))
         thick = end_width / (1.0 + ratio**k) ** (1.0 / k)
         thin = ratio * thick
         cos_thick = (end_width**4 + thick**4 - thin**4) / (2 * end_width**2 * thick**2)
@@ -192,9 +200,9 @@ def _grow(params: VesselSimParams, rng: np.random.Generator, centre: np.ndarray,
         direction = 1.0 if rng.random() < 0.5 else -1.0
         end = (x[stop - 1], y[stop - 1], angles[stop - 1])
         if thin >= min_width:
-            segments.append((end[0], end[1], end[2] - direction * turn_thin, thin, 0.0, artery))
+            segments.append((end[0], end[1], end[2] - direction * turn_thin, thin, 0.0, artery, thin_seed))
         if thick >= min_width:
-            segments.append((end[0], end[1], end[2] + direction * turn_thick, thick, 0.7 * curvature, artery))
+            segments.append((end[0], end[1], end[2] + direction * turn_thick, thick, 0.7 * curvature, artery, thick_seed))
     if not xs:
         empty = np.zeros(0)
         return _Tree(empty, empty, empty, empty.astype(bool)), disc, fovea, side
@@ -241,16 +249,18 @@ def _jittered(params: VesselSimParams, rng: np.random.Generator) -> VesselSimPar
     return replace(params, **changes)
 
 
-def render(params: VesselSimParams, shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image (float in [0, 1]), its vessel label and its FOV mask (bool), drawn with ``rng``."""
+def render(params: VesselSimParams, shape: tuple[int, int], seed: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image (float in [0, 1]), its vessel label and its FOV mask (bool), drawn from ``seed``
+    (separate streams for the exposure jitter, the vessel tree, the texture and the sensor noise)."""
     height, width = shape
-    p = _jittered(params, rng)
+    jitter_seed, tree_seed, texture_seed, noise_seed = seed.spawn(4)
+    p = _jittered(params, np.random.default_rng(jitter_seed))
     centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
     radius = p.fov_fraction * min(height, width) / 2.0
     diameter = 2 * radius
     rows, cols = np.mgrid[0:height, 0:width].astype(float)
     fov = np.hypot(cols - centre[0], rows - centre[1]) <= radius
-    tree, disc, fovea, _ = _grow(params, rng, centre, diameter, radius)
+    tree, disc, fovea, _ = _grow(params, tree_seed, centre, diameter, radius)
     # Beer-Lambert: absorbance grows with the path through blood and saturates; arteries carry brighter blood.
     saturation = 0.006 * diameter
     absorbance = (1.0 - np.exp(-tree.width / saturation)) * np.where(tree.artery, 0.7, 1.0)
@@ -258,7 +268,7 @@ def render(params: VesselSimParams, shape: tuple[int, int], rng: np.random.Gener
     label &= fov
 
     rho = np.hypot(cols - centre[0], rows - centre[1]) / radius
-    texture = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=0.04 * diameter)
+    texture = ndimage.gaussian_filter(np.random.default_rng(texture_seed).standard_normal(shape), sigma=0.04 * diameter)
     texture /= texture.std() + 1e-8
     disc_distance = np.hypot(cols - disc[0], rows - disc[1]) / (p.disc_diameter * diameter / 2)
     disc_profile = 1.0 / (1.0 + np.exp((disc_distance - 1.0) / 0.12))
@@ -269,7 +279,7 @@ def render(params: VesselSimParams, shape: tuple[int, int], rng: np.random.Gener
     blur = p.blur_px * diameter / REFERENCE_FOV_PX
     if blur > 0:
         image = ndimage.gaussian_filter(image, blur)
-    image = image + rng.normal(0.0, p.noise, shape)
+    image = image + p.noise * np.random.default_rng(noise_seed).standard_normal(shape)
     return np.clip(image, 0.0, 1.0) * fov, label, fov
 
 
@@ -295,7 +305,7 @@ def simulate_vessels(
     labels = np.empty((n, 1, height, width), dtype=np.uint8)
     masks = np.empty((n, 1, height, width), dtype=np.uint8)
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
-        image, label, fov = render(params, (height, width), np.random.default_rng(child))
+        image, label, fov = render(params, (height, width), child)
         images[i, 0], labels[i, 0], masks[i, 0] = image, label, fov
     ids = np.array([f"{subject_prefix}-{i:04d}" for i in range(n)])
     metadata: dict[str, Any] = {"generator": "simulate_vessels", "seed": seed, "size": [height, width], "params": params.to_dict()}
