@@ -8,7 +8,7 @@ import typer
 
 from privmed import __version__
 from privmed.cli import acgan, attacks, budget, data, demo, dpwgan, evaluate_classifier, evaluate_flows, evaluate_segmentation, flows, generate
-from privmed.cli import sweep
+from privmed.cli import sweep, vessel_sim
 from privmed.cli import report
 from privmed.cli._common import PrivmedGroup
 
@@ -57,6 +57,7 @@ app.command("sweep")(sweep.sweep)
 train_app.command("dpwgan")(dpwgan.train)
 train_app.command("acgan")(acgan.train)
 train_app.command("flow")(flows.train)
+train_app.command("vessel-sim")(vessel_sim.train)
 
 privatize_app.command("cadp")(flows.cadp)
 privatize_app.command("dpglow")(flows.dpglow)

@@ -274,8 +274,8 @@ class VesselSimFit(GenerativeMethod):
 
     def _notes(self, data: ImageDataset, unit: PrivacyUnit, sigma: float, delta: float) -> list[str]:
         notes = [
-            f"neighbouring relation: replace-one (one {unit.value}'s images swapped for another's; the number N of "
-            f"{plural(unit.value)} is public), so the L2 sensitivity of the mean is 2 * clip / N",
+            f"neighbouring relation: replace-one ({'one image swapped for another' if unit is PrivacyUnit.IMAGE else 'all images of one patient swapped for another patient'}"
+            f"'s; the number N of {plural(unit.value)} is public), so the L2 sensitivity of the mean is 2 * clip / N",
             f"one Gaussian release of the mean of {len(STATISTICS)} per-{unit.value} statistics, each unit's vector clipped "
             f"to L2 norm {self.clip:g}; noise std {sigma:.4g} per coordinate (analytic Gaussian, Balle & Wang 2018)",
             PUBLIC_PRIOR_NOTE,
@@ -294,7 +294,7 @@ class VesselSimFit(GenerativeMethod):
         self.noise_std_ = None
         self.size_ = tuple(self.size) if self.size is not None else (96, 96)
         self.report_ = PrivacyReport(
-            mechanism="none (public prior only)", accountant="none", unit=PrivacyUnit.parse(self.unit).value, n_units=0,
+            mechanism="none: public prior only", accountant="none", unit=PrivacyUnit.parse(self.unit).value, n_units=0,
             epsilon=0.0, delta=0.0, seed=self.seed, notes=[PUBLIC_ONLY_NOTE, PUBLIC_PRIOR_NOTE],
         )
         if self.run_dir is not None:
