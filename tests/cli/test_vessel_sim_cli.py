@@ -42,3 +42,21 @@ def test_public_prior_alone_reads_no_data_and_says_epsilon_zero(tmp_path: Path) 
 def test_a_dp_fit_without_data_is_one_red_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "vessel-sim", "--epsilon", "1", "--out", str(tmp_path / "r")])
     assert result.exit_code != 0 and "--data is required" in result.output
+
+
+def test_demo_releases_vessel_pairs_with_its_evaluation_beside_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from privmed.cli import demo as demo_module
+
+    for name, value in (("DEMO_PRIVATE_IMAGES", 6), ("DEMO_TEST_IMAGES", 2), ("DEMO_SIZE", 64), ("DEMO_SAMPLES", 6),
+                        ("DEMO_EVALUATIONS", 2), ("DEMO_UTILITY_STEPS", 2)):
+        monkeypatch.setattr(demo_module, name, value)
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "public (not covered by epsilon)" in result.output and "per image" in result.output
+    assert "trained on the DP release" in result.output and "public prior alone" in result.output
+    assert PrivacyReport.from_json(out / "release" / "privacy.json").epsilon == pytest.approx(8.0)
+    assert PrivacyReport.from_json(out / "prior" / "privacy.json").epsilon == 0
+    evaluation = json.loads((out / "release" / "evaluation" / "segmentation.json").read_text())
+    assert {row["model"] for row in evaluation["results"]} >= {"U-Net trained on the DP release"}
+    assert (out / "synthetic_grid.png").is_file() and len(load(str(out / "synthetic" / "data.npz"))) == 6
