@@ -19,9 +19,10 @@ from privmed.evaluate.attacks import load_member_scorer, model_scores
 from privmed.evaluate.classifier import predict_proba, train_classifier
 from privmed.methods import acgan
 from privmed.methods.acgan import ACGAN, load_discriminator, score_members
-from privmed.methods.training import PrivateGradient, plan_training
+from privmed.methods.trainer import PrivateGradient
 from privmed.models.acgan import ACDiscriminator, ConditionalGenerator
 from privmed.privacy.calibration import default_delta, dpsgd_epsilon
+from privmed.privacy.plan import plan_training
 
 # Tiny networks: 8 channels at the widest level's base, a 16-d latent.
 TINY = {"batch_size": 16, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16}

@@ -16,9 +16,10 @@ from privmed.data import load, save
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivacyError
 from privmed.methods.dpwgan import DPWGAN
-from privmed.methods.training import DPTrainer, plan_training, privacy_report
+from privmed.methods.trainer import DPTrainer
 from privmed.privacy.calibration import default_delta, dpsgd_epsilon, dpsgd_noise_multiplier
 from privmed.privacy.ledger import BudgetLedger, dataset_key
+from privmed.privacy.plan import plan_training, privacy_report
 
 # Tiny schedule: 16 phantom subjects x 8 patches of 32x32 = 128 patch units, batch 8 -> q = 1/16,
 # so one epoch is 16 critic steps and 32 steps are two epochs.

@@ -7,8 +7,9 @@ import math
 import pytest
 
 from privmed.errors import PrivacyError, PrivmedError
-from privmed.methods.training import plan_training, start_run
+from privmed.methods.trainer import start_run
 from privmed.privacy.calibration import dpsgd_epsilon
+from privmed.privacy.plan import plan_training
 from privmed.runs import RunDirectory
 
 
@@ -70,7 +71,7 @@ class _Killed(Exception):
 def test_a_secure_rng_run_resumes_says_so_and_stores_no_noise_state(tmp_path) -> None:
     from privmed.data import load
     from privmed.methods.dpwgan import DPWGAN
-    from privmed.methods.training import SECURE_NOISE_NOTE
+    from privmed.methods.trainer import SECURE_NOISE_NOTE
 
     tiny = {"patch_size": 32, "patches_per_subject": 8, "batch_size": 8, "max_steps": 8, "checkpoint_every": 4,
             "generator_channels": 8, "critic_channels": 8, "latent_dim": 16, "secure_rng": True}

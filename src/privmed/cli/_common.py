@@ -19,7 +19,8 @@ from privmed.errors import PrivmedError
 from privmed.privacy.units import plural
 
 if TYPE_CHECKING:
-    from privmed.methods.training import DPGenerativeMethod, TrainingProgress
+    from privmed.methods.generative import DPGenerativeMethod
+    from privmed.methods.trainer import TrainingProgress
     from privmed.privacy.report import PrivacyReport
 
 console = Console()
@@ -63,7 +64,7 @@ def print_json(payload: Any) -> None:
 def training_progress(label: str, losses: dict[str, str], *, enabled: bool = True) -> Iterator[Callable[["TrainingProgress"], None]]:
     """A rich progress bar over private steps showing ``losses`` (metric key -> column name) and epsilon.
 
-    Yields the ``on_progress`` callback to hand to a method of ``privmed.methods.training``; with
+    Yields the ``on_progress`` callback to hand to a method trained by ``privmed.methods.trainer``; with
     ``enabled=False`` (a data-parallel process other than rank 0) it draws nothing.
     """
     if not enabled:

@@ -4,7 +4,7 @@ Seed 001 shares spine MRI through an auxiliary-classifier GAN (Odena et al. 2017
 draws an image from a latent vector and a one-hot class; the discriminator says real or fake and
 which class. Only the discriminator sees private data, so only its gradient is privatized here:
 its loss on a real row is the real/fake loss plus ``class_weight`` times the class loss, clipped
-per privacy unit and noised by :class:`privmed.methods.training.DPTrainer` (the loop the DP-WGAN
+per privacy unit and noised by :class:`privmed.methods.trainer.DPTrainer` (the loop the DP-WGAN
 uses); generated rows are public. The generator learns from the discriminator by post-processing.
 
 What privmed does differently from seed 001, stated in every privacy report:
@@ -40,18 +40,12 @@ import torch.nn.functional as F
 
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, PrivmedError
-from privmed.methods.training import (
-    DPGenerativeMethod,
-    EpochCallback,
-    PrivateGradient,
-    ProgressCallback,
-    TrainingPlan,
-    privacy_report,
-    start_run,
-)
+from privmed.methods.generative import DPGenerativeMethod
+from privmed.methods.trainer import EpochCallback, PrivateGradient, ProgressCallback, start_run
 from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerator, build_size, one_hot
 from privmed.privacy.distributed import current_group
 from privmed.privacy.ledger import dataset_key
+from privmed.privacy.plan import TrainingPlan, privacy_report
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
 from privmed.report.grids import save_pair_grid

@@ -28,19 +28,13 @@ import torch
 from privmed.data.dataset import ImageDataset
 from privmed.data.patches import extract_patches, max_patches_per_subject
 from privmed.errors import DataError, PrivmedError
-from privmed.methods.training import (
-    DPGenerativeMethod,
-    EpochCallback,
-    PrivateGradient,
-    ProgressCallback,
-    TrainingPlan,
-    privacy_report,
-    start_run,
-)
+from privmed.methods.generative import DPGenerativeMethod
+from privmed.methods.trainer import EpochCallback, PrivateGradient, ProgressCallback, start_run
 from privmed.models.wgan import Critic, Generator, split_sample
 from privmed.privacy.distributed import ReplicaGroup
 from privmed.privacy.group import group_privacy_report
 from privmed.privacy.ledger import dataset_key
+from privmed.privacy.plan import TrainingPlan, privacy_report
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit
 from privmed.report.grids import save_pair_grid

@@ -4,7 +4,7 @@ A method (DP-WGAN, later the AC-GAN) supplies a :class:`PrivateTask`: its networ
 what one private step does. :class:`DPTrainer` supplies everything around it that must be right
 for the guarantee to hold and for a run to survive a crash:
 
-- the plan (:func:`plan_training`): sample rate ``q = batch_size / n_units``, one epoch = ``1/q``
+- the plan (:func:`privmed.privacy.plan.plan_training`): sample rate ``q = batch_size / n_units``, one epoch = ``1/q``
   steps, and the noise multiplier calibrated so the planned steps end at the target epsilon;
 - every private step draws a fresh Poisson batch of privacy units and is one accountant step;
 - the budget ledger: the planned epsilon is reserved before the first step (a resume re-reserves
@@ -30,135 +30,30 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from privmed.errors import PrivacyError, PrivmedError
-from privmed.methods.base import GenerativeMethod
 from privmed.privacy.accountants import make_accountant
-from privmed.privacy.calibration import check_delta, check_epsilon, default_delta, dpsgd_noise_multiplier
 from privmed.privacy.distributed import ReplicaGroup, current_group
 from privmed.privacy.dpsgd import ClippingStats, DPGradient
 from privmed.privacy.ledger import BudgetLedger
-from privmed.privacy.report import DPSGD_MECHANISM, PrivacyReport
+from privmed.privacy.plan import TrainingPlan
+from privmed.privacy.report import PrivacyReport
 from privmed.privacy.sampling import PoissonUnitSampler
-from privmed.privacy.units import PrivacyUnit
 from privmed.runs import RunDirectory
-
-if TYPE_CHECKING:
-    from privmed.data.dataset import ImageDataset
 
 logger = logging.getLogger(__name__)
 
-NON_PRIVATE_MECHANISM = "none (non-private reference: no privacy guarantee)"
 SECURE_NOISE_NOTE = (
     "DP-SGD noise drawn from a cryptographically secure source (AES-256-CTR keyed by os.urandom): "
     "not reproducible from the seed, which still sets networks, batches and latents"
 )
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """The privacy plan of a run: what is sampled, how often, and with how much noise.
-
-    ``noise_multiplier`` is None for a non-private run (``target_epsilon`` infinite). ``unit`` is
-    the :class:`PrivacyUnit` value; ``unit_word`` the concrete word for reports ("patch", "image").
-    """
-
-    target_epsilon: float
-    delta: float
-    unit: str
-    unit_word: str
-    n_units: int
-    sample_rate: float
-    steps_per_epoch: int
-    steps: int
-    noise_multiplier: float | None
-    max_grad_norm: float
-    accountant: str
-
-    @property
-    def private(self) -> bool:
-        return self.noise_multiplier is not None
-
-    @property
-    def expected_batch_units(self) -> float:
-        """The mean number of units per Poisson batch (DP-SGD divides the gradient sum by it)."""
-        return self.sample_rate * self.n_units
-
-    @property
-    def epochs(self) -> int:
-        """Epochs the plan spans (the last one may be partial)."""
-        return math.ceil(self.steps / self.steps_per_epoch)
-
-    def to_dict(self) -> dict[str, Any]:
-        payload = asdict(self)
-        payload["target_epsilon"] = "inf" if math.isinf(self.target_epsilon) else self.target_epsilon
-        return payload
-
-
-def plan_training(
-    *,
-    target_epsilon: float,
-    delta: float,
-    unit: PrivacyUnit | str,
-    record_kind: str,
-    n_units: int,
-    batch_size: int,
-    epochs: int | None = None,
-    max_steps: int | None = None,
-    max_grad_norm: float = 1.0,
-    accountant: str = "rdp",
-) -> TrainingPlan:
-    """Plan a run: ``max_steps`` private steps if given, else ``epochs`` epochs of ``1/q`` steps each.
-
-    The noise multiplier is the smallest one whose epsilon after all planned steps is at most
-    ``target_epsilon`` (``privmed.privacy.calibration.dpsgd_noise_multiplier``).
-    """
-    unit = PrivacyUnit.parse(unit)
-    target_epsilon = float(target_epsilon)
-    private = not math.isinf(target_epsilon)
-    if private:
-        check_epsilon(target_epsilon)
-    elif target_epsilon < 0:
-        raise PrivacyError(f"epsilon must be positive (or inf for a non-private reference), got {target_epsilon}")
-    check_delta(delta, n_units)
-    if batch_size < 1:
-        raise PrivmedError(f"batch size must be positive, got {batch_size}")
-    if batch_size > n_units:
-        raise PrivmedError(
-            f"batch size {batch_size} exceeds the {n_units} privacy units ({unit.describe(record_kind)}s) in the data: "
-            "lower --batch-size or use more data"
-        )
-    if max_steps is None and (epochs is None or epochs < 1):
-        raise PrivmedError(f"give epochs >= 1 or max_steps >= 1, got epochs={epochs}")
-    if max_steps is not None and max_steps < 1:
-        raise PrivmedError(f"max_steps must be >= 1, got {max_steps}")
-    if max_grad_norm <= 0:
-        raise PrivacyError(f"the clipping bound max_grad_norm must be positive, got {max_grad_norm}")
-    sample_rate = batch_size / n_units
-    steps_per_epoch = max(1, round(1.0 / sample_rate))
-    steps = int(max_steps) if max_steps is not None else steps_per_epoch * int(epochs)
-    noise = dpsgd_noise_multiplier(target_epsilon, sample_rate, steps, delta, accountant=accountant) if private else None
-    return TrainingPlan(
-        target_epsilon=target_epsilon,
-        delta=float(delta),
-        unit=unit.value,
-        unit_word=unit.describe(record_kind),
-        n_units=int(n_units),
-        sample_rate=sample_rate,
-        steps_per_epoch=steps_per_epoch,
-        steps=steps,
-        noise_multiplier=noise,
-        max_grad_norm=float(max_grad_norm),
-        accountant=accountant,
-    )
 
 
 class PrivateGradient:
@@ -487,35 +382,6 @@ class DPTrainer:
         logger.info("resumed %s at step %d of %d", self.run.path, self.step, self.plan.steps)
 
 
-def privacy_report(
-    plan: TrainingPlan,
-    steps: int,
-    epsilon: float,
-    *,
-    seed: int | None,
-    dataset: str | None,
-    notes: list[str],
-    group_privacy: dict[str, Any] | None = None,
-) -> PrivacyReport:
-    """The :class:`PrivacyReport` of ``steps`` private steps of ``plan`` that spent ``epsilon``."""
-    return PrivacyReport(
-        mechanism=DPSGD_MECHANISM if plan.private else NON_PRIVATE_MECHANISM,
-        accountant=plan.accountant if plan.private else "none",
-        unit=plan.unit_word,
-        n_units=plan.n_units,
-        epsilon=epsilon if plan.private else math.inf,
-        delta=plan.delta,
-        sample_rate=plan.sample_rate,
-        noise_multiplier=plan.noise_multiplier,
-        max_grad_norm=plan.max_grad_norm if plan.private else None,
-        steps=steps,
-        seed=seed,
-        notes=list(notes),
-        group_privacy=group_privacy,
-        dataset=dataset,
-    )
-
-
 def start_run(
     run: RunDirectory | None,
     resume: bool,
@@ -564,90 +430,3 @@ def _start_run(
     config["plan"] = plan.to_dict()
     run.create(config)
     return run_id
-
-
-class DPGenerativeMethod(GenerativeMethod):
-    """What the GANs trained by :class:`DPTrainer` share: options stored in config.json, resume, loading.
-
-    A subclass names itself (``method_name`` as in config.json, ``method_label`` for messages), lists
-    its constructor options in ``_HYPERPARAMETERS``, and restores its generator in ``load`` from
-    what :meth:`_finished_run` returns.
-    """
-
-    method_name: ClassVar[str]
-    method_label: ClassVar[str]
-    _HYPERPARAMETERS: ClassVar[tuple[str, ...]]
-
-    def _plan(self, data: ImageDataset) -> tuple[np.ndarray, TrainingPlan]:
-        """Each record's privacy-unit id and the training plan for ``data`` from this model's options
-        (delta defaults to 1/(N+1) for N units)."""
-        unit = PrivacyUnit.parse(self.unit)
-        n_units = data.n_units(unit)
-        plan = plan_training(
-            target_epsilon=float(self.epsilon), delta=default_delta(n_units) if self.delta is None else float(self.delta),
-            unit=unit, record_kind=data.record_kind, n_units=n_units, batch_size=self.batch_size, epochs=self.epochs,
-            max_steps=self.max_steps, max_grad_norm=self.max_grad_norm, accountant=self.accountant,
-        )
-        return data.unit_ids(unit), plan
-
-    def _trainer(
-        self,
-        task: PrivateTask,
-        plan: TrainingPlan,
-        unit_ids: np.ndarray,
-        report_factory: Callable[[int, float], PrivacyReport],
-        run: RunDirectory | None,
-        data_key: str,
-        run_id: str,
-    ) -> DPTrainer:
-        """The :class:`DPTrainer` for ``task`` with this model's seed, callbacks and options, booked under ``run_id``."""
-        return DPTrainer(
-            task, plan, unit_ids, report_factory=report_factory, seed=self.seed,
-            records_per_unit=None if plan.unit == PrivacyUnit.RECORD.value else self.records_per_unit, run=run,
-            release=LedgerRelease(data_key, run_id, f"{self.method_label} {run.path if run else 'in memory'}"),
-            on_progress=self.on_progress, on_epoch=self.on_epoch, checkpoint_every=self.checkpoint_every,
-            secure_rng=self.secure_rng,
-        )
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyperparameters as JSON-ready values (what config.json stores)."""
-        params = {name: getattr(self, name) for name in self._HYPERPARAMETERS}
-        params["unit"] = PrivacyUnit.parse(self.unit).value
-        params["epsilon"] = "inf" if math.isinf(float(self.epsilon)) else float(self.epsilon)
-        return params
-
-    @classmethod
-    def _params_from_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        if config.get("method") != cls.method_name:
-            raise PrivmedError(f"this run was trained by method {config.get('method')!r}, not by {cls.method_name!r} ({cls.method_label})")
-        params = dict(config["params"])
-        params["epsilon"] = float(params["epsilon"])
-        return params
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, **callbacks: Any) -> Self:
-        """An unfitted model with the options of the run in ``run_dir`` (to resume it with ``fit(data, resume=True)``)."""
-        config = RunDirectory(run_dir).read_config()
-        return cls(**cls._params_from_config(config), run_dir=run_dir, **callbacks)
-
-    @classmethod
-    def _finished_run(cls, run_dir: str | Path) -> tuple[Self, dict[str, Any], dict[str, Any]]:
-        """The model configured as the finished run in ``run_dir``, its config and its final checkpoint.
-
-        The privacy report is restored here; the subclass rebuilds its generator from the checkpoint.
-        """
-        run = RunDirectory(run_dir)
-        config = run.read_config()
-        model = cls(**cls._params_from_config(config), run_dir=run_dir)
-        state = run.load_checkpoint()
-        if state is None or not run.privacy_path.exists():
-            raise PrivmedError(f"{run.path} holds no trained generator yet: train it, or resume it with --resume")
-        if not state.get("finished", False):
-            raise PrivmedError(f"{run.path} did not finish training (step {state.get('step')}): resume it with --resume first")
-        model.report_ = PrivacyReport.from_json(run.privacy_path)
-        return model, config, state
-
-    def privacy_report(self) -> PrivacyReport:
-        """The guarantee of the trained generator (and so of every sample drawn from it)."""
-        self._check_fitted("generator_", "report_")
-        return self.report_
