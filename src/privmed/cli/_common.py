@@ -145,12 +145,13 @@ def model_for_run(
 
 
 def fit_with_progress(
-    model: DPGenerativeMethod, data_ref: str, *, resume: bool, label: str, losses: dict[str, str], distributed: bool = False
+    model: DPGenerativeMethod, data_ref: str, *, resume: bool, label: str, losses: dict[str, str], distributed: bool = False,
+    **fit_options: Any,
 ) -> PrivacyReport | None:
     """Load ``data_ref`` and fit ``model`` behind a progress bar (``losses`` as in :func:`training_progress`).
 
     With ``distributed``, this process is one rank of a torchrun job; the bar and the returned report
-    belong to rank 0, and the other ranks get None.
+    belong to rank 0, and the other ranks get None. ``fit_options`` go to ``fit`` (e.g. public data).
     """
     from privmed.data import load
     from privmed.privacy.distributed import process_group
@@ -159,7 +160,7 @@ def fit_with_progress(
     with process_group(enabled=distributed) as group:
         with training_progress(label, losses, enabled=group.is_main) as on_progress:
             model.on_progress = on_progress
-            model.fit(dataset, resume=resume, data_ref=data_ref)
+            model.fit(dataset, resume=resume, data_ref=data_ref, **fit_options)
         return model.privacy_report() if group.is_main else None
 
 
