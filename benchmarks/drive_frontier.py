@@ -109,7 +109,7 @@ def run_row(row: str, args: argparse.Namespace) -> dict[str, Any]:
         n_images=result["n_images"], unet_seconds=round(time.monotonic() - started, 1), steps=args.steps,
         epsilon=None if privacy is None else privacy.epsilon, delta=None if privacy is None else privacy.delta,
         unit=None if privacy is None else privacy.unit, privacy=None if privacy is None else privacy.summary_line(),
-        date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     (row_dir / "row.json").write_text(json.dumps(record, indent=2))
     return record

@@ -12,7 +12,11 @@ from dp_accounting.pld import privacy_loss_distribution
 from privmed.data.dataset import ImageDataset
 from privmed.data.vessel_sim import VesselSimParams, simulate_vessels
 from privmed.errors import PrivacyError
-from privmed.methods.vessel_sim import STATISTICS, VesselSimFit, dataset_statistics, unit_statistics
+from privmed.methods.vessel_sim import (
+    STATISTICS,
+    VesselSimFit,
+    unit_statistics,
+)
 from privmed.privacy.ledger import BudgetLedger, dataset_key
 from privmed.privacy.report import PrivacyReport
 

@@ -31,7 +31,7 @@ DEMO_PRIVATE_PARAMS = VesselSimParams(
 """How the demo's 'private' phantom differs from the public prior (the simulator's defaults)."""
 
 
-def demo_data(seed: int) -> tuple["ImageDataset", "ImageDataset"]:  # noqa: F821
+def demo_data(seed: int) -> tuple[ImageDataset, ImageDataset]:  # noqa: F821
     """The demo's private training pairs and held-out test pairs (disjoint seeds)."""
     from dataclasses import replace
 

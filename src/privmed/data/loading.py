@@ -17,9 +17,9 @@ from typing import Any
 
 from privmed.data.dataset import ImageDataset
 from privmed.data.phantom import make_class_phantom, make_vessel_phantom
-from privmed.data.vessel_sim import make_vessel_sim
 from privmed.data.readers import Reader, reader_for
 from privmed.data.readers.base import resolve_split
+from privmed.data.vessel_sim import make_vessel_sim
 from privmed.errors import DataError
 
 

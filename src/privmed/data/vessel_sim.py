@@ -80,14 +80,14 @@ class VesselSimParams:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=float)
 
     @classmethod
-    def from_vector(cls, vector: np.ndarray) -> "VesselSimParams":
+    def from_vector(cls, vector: np.ndarray) -> VesselSimParams:
         """Parameters from :meth:`to_vector` output."""
         return cls(**{f.name: float(v) for f, v in zip(fields(cls), vector)})
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
-    def check(self) -> "VesselSimParams":
+    def check(self) -> VesselSimParams:
         """Raise a :class:`DataError` if a parameter is outside its meaningful range; returns ``self``."""
         for name, low, high in PARAMETER_BOUNDS:
             value = getattr(self, name)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from privmed.data.dataset import ImageDataset
@@ -38,7 +38,12 @@ from privmed.errors import DataError, NotFittedError, PrivacyError, PrivmedError
 from privmed.fileio import write_json_atomic
 from privmed.methods.base import GenerativeMethod
 from privmed.privacy.calibration import check_delta, check_epsilon
-from privmed.privacy.gaussian import GAUSSIAN_ACCOUNTANT, GAUSSIAN_MECHANISM, gaussian_epsilon, gaussian_sigma
+from privmed.privacy.gaussian import (
+    GAUSSIAN_ACCOUNTANT,
+    GAUSSIAN_MECHANISM,
+    gaussian_epsilon,
+    gaussian_sigma,
+)
 from privmed.privacy.ledger import BudgetLedger, dataset_key
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
@@ -273,11 +278,12 @@ class VesselSimFit(GenerativeMethod):
         return self
 
     def _notes(self, data: ImageDataset, unit: PrivacyUnit, sigma: float, delta: float) -> list[str]:
+        swapped = "one image swapped for another" if unit is PrivacyUnit.IMAGE else "all images of one patient swapped for another's"
         notes = [
-            f"neighbouring relation: replace-one ({'one image swapped for another' if unit is PrivacyUnit.IMAGE else 'all images of one patient swapped for another patient'}"
-            f"'s; the number N of {plural(unit.value)} is public), so the L2 sensitivity of the mean is 2 * clip / N",
-            f"one Gaussian release of the mean of {len(STATISTICS)} per-{unit.value} statistics, each unit's vector clipped "
-            f"to L2 norm {self.clip:g}; noise std {sigma:.4g} per coordinate (analytic Gaussian, Balle & Wang 2018)",
+            f"neighbouring relation: replace-one ({swapped}; the number N of {plural(unit.value)} is public), "
+            "so the L2 sensitivity of the mean is 2 * clip / N",
+            f"one Gaussian release of the mean of {len(STATISTICS)} per-{unit.value} statistics, each unit's vector clipped to "
+            f"L2 norm {self.clip:g}; noise std {sigma:.4g} per coordinate (analytic Gaussian, Balle & Wang 2018)",
             PUBLIC_PRIOR_NOTE,
             "the simulator parameters are chosen by post-processing of the released mean; samples are simulator draws",
             "the image size of the private data is treated as public (the camera's format)",
@@ -386,7 +392,7 @@ class VesselSimFit(GenerativeMethod):
         return run.path
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "VesselSimFit":
+    def load(cls, run_dir: str | Path) -> VesselSimFit:
         """The fitted simulator of a finished run directory."""
         run = RunDirectory(run_dir)
         config = run.read_config()

@@ -24,7 +24,6 @@ from privmed.data.dataset import ImageDataset
 from privmed.data.manifest import read_manifest
 from privmed.data.readers.base import (
     ALL_SPLIT,
-    strip_suffixes,
     IMAGE_SUFFIXES,
     Reader,
     binarize,
@@ -35,6 +34,7 @@ from privmed.data.readers.base import (
     read_image_file,
     record_id,
     split_folders,
+    strip_suffixes,
     to_unit_range,
 )
 from privmed.errors import DataError
@@ -55,9 +55,9 @@ def _stem_owner(candidate: str, image_stems: list[str]) -> int | None:
     """Index of the longest image stem that ``candidate`` equals or extends with a separated suffix."""
     best: int | None = None
     for i, stem in enumerate(image_stems):
-        if candidate == stem or any(candidate.startswith(stem + sep) for sep in _STEM_SEPARATORS):
-            if best is None or len(stem) > len(image_stems[best]):
-                best = i
+        extends = candidate == stem or any(candidate.startswith(stem + sep) for sep in _STEM_SEPARATORS)
+        if extends and (best is None or len(stem) > len(image_stems[best])):
+            best = i
     return best
 
 
