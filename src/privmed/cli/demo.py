@@ -9,6 +9,7 @@ The demo's private set is drawn from the same simulator with parameters *unlike*
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -16,6 +17,9 @@ from rich.table import Table
 from privmed.cli._common import console, print_privacy_report
 from privmed.cli.generate import write_samples
 from privmed.data.vessel_sim import VesselSimParams
+
+if TYPE_CHECKING:
+    from privmed.data.dataset import ImageDataset
 
 DEMO_EPSILON = 8.0
 DEMO_SIZE = 128
@@ -31,7 +35,7 @@ DEMO_PRIVATE_PARAMS = VesselSimParams(
 """How the demo's 'private' phantom differs from the public prior (the simulator's defaults)."""
 
 
-def demo_data(seed: int) -> tuple[ImageDataset, ImageDataset]:  # noqa: F821
+def demo_data(seed: int) -> tuple[ImageDataset, ImageDataset]:
     """The demo's private training pairs and held-out test pairs (disjoint seeds)."""
     from dataclasses import replace
 
