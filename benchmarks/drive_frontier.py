@@ -175,6 +175,12 @@ def write_table(command: str) -> None:
             f"| {what} | {epsilon} | {delta} | {record['dice_mean']:.3f} ({record['dice_sd']:.3f}) |"
             f" {record['bahd_mean']:.3f} ({record['bahd_sd']:.3f}) | {release} | {unet} | {note} |"
         )
+    lines += ["", "## The releases", ""]
+    for row, record in records.items():
+        if "privacy" in record:
+            lines.append(f"- {ROWS[row]}: {record['privacy']}; release made in {record['release_seconds'] / 60:.1f} min (wall, shared CPU).")
+            params = ", ".join(f"{k}={v:.4g}" for k, v in record["simulator_params"].items())
+            lines.append(f"  Simulator parameters: {params}.")
     lines.append("")
     write_text_atomic(RESULTS.with_suffix(".md"), "\n".join(lines) + "\n" + NOTES)
 
