@@ -186,6 +186,28 @@ def write_table(command: str) -> None:
 
 
 NOTES = """
+## What the rows say (run of 2026-11-27, code of commit 4e0a252: later commits changed only notes and lint)
+
+- Target "DP-fitted simulator at epsilon 8 per image, Dice >= 0.70": met, 0.727 (SD 0.049).
+- Target "above the prior-alone row by more than its SD": **not met**. The public prior alone already reaches 0.728;
+  the epsilon-8 fit is -0.001 from it (per-image differences within about +-0.01 on every one of the 20 test
+  images). The fit moved mostly appearance parameters (contrast, brightness, blur, disc) that the U-Net's
+  preprocessing (green channel + CLAHE) normalises away; the geometry barely moved (vessel width 0.0156 vs 0.013 of
+  the FOV, segment length 11 vs 10 widths, narrowest vessel 1.03 vs 1 px), and the simulated vessel density stays
+  below DRIVE's, which is what limits the prior (the real-data U-Net: 0.811).
+- At epsilon 1 per image the fit **hurts**: 0.436. The released vector's noise (std 0.37 per coordinate, against
+  coordinates of 0.05-0.5) pulled the narrowest drawn vessel to 0.65 px and the segments shorter, so the simulated
+  labels hold many sub-pixel vessels and the U-Net over-segments. The prior weight of the fit (a N(0, 1) prior on
+  each parameter's deviation in quarter-ranges) is too weak at this noise level.
+- Variants tried: only the three rows above (one U-Net each, 33-40 min of wall time under a load of 12-14 on the
+  2-core machine). Next steps, in order: (1) shrink each released coordinate towards the prior's simulated value
+  by its signal-to-noise ratio before fitting (or scale the prior weight with the noise), choosing the rule on a
+  validation split of DRIVE training images (37-40 held out), so that a small epsilon cannot do worse than the
+  prior; (2) give the simulator the geometry DRIVE has and the prior lacks (side branches along the trunks, denser
+  thin vessels) and statistics that identify it, since the U-Net's errors are thin vessels, not appearance;
+  (3) Private-Evolution-style rounds of DP votes over simulator candidates; (4) the DP-WGAN rows, with the public
+  warm start now in `privmed train dpwgan --public-steps N` (implemented and tested, not benchmarked here).
+
 ## How to read this table, and what was chosen how
 
 - Targets (issue 14): DP-fitted simulator at epsilon 8 per image Dice >= 0.70, and above the prior-alone row by more
