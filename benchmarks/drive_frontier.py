@@ -188,6 +188,9 @@ def write_table(command: str) -> None:
 NOTES = """
 ## What the rows say (run of 2026-11-27, code of commit 4e0a252: later commits changed only notes and lint)
 
+The three rows ran in parallel as `nohup nice -n 10 python benchmarks/drive_frontier.py --rows R --threads 1`
+for R = prior, sim8, sim1 (OMP_NUM_THREADS=1); the table was then rewritten with `--rows none`.
+
 - Target "DP-fitted simulator at epsilon 8 per image, Dice >= 0.70": met, 0.727 (SD 0.049).
 - Target "above the prior-alone row by more than its SD": **not met**. The public prior alone already reaches 0.728;
   the epsilon-8 fit is -0.001 from it (per-image differences within about +-0.01 on every one of the 20 test
