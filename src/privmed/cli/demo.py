@@ -16,7 +16,6 @@ from rich.table import Table
 
 from privmed.cli._common import console, print_privacy_report
 from privmed.cli.generate import write_samples
-from privmed.data.vessel_sim import VesselSimParams
 
 if TYPE_CHECKING:
     from privmed.data.dataset import ImageDataset
@@ -29,20 +28,23 @@ DEMO_SAMPLES = 200
 DEMO_EVALUATIONS = 64
 DEMO_UTILITY_STEPS = 300
 DEMO_PATCH = 32
-DEMO_PRIVATE_PARAMS = VesselSimParams(
-    vessel_width=0.03, min_width_px=1.5, contrast=0.4, background=0.4, vignetting=0.5, noise=0.02, blur_px=1.2, disc_brightness=0.4
-)
-"""How the demo's 'private' phantom differs from the public prior (the simulator's defaults)."""
+DEMO_PRIVATE_PARAMS = {
+    "vessel_width": 0.03, "min_width_px": 1.5, "contrast": 0.4, "background": 0.4, "vignetting": 0.5, "noise": 0.02,
+    "blur_px": 1.2, "disc_brightness": 0.4,
+}
+"""How the demo's 'private' phantom differs from the public prior (the simulator's defaults; a plain dict so
+that importing the CLI does not import scipy)."""
 
 
 def demo_data(seed: int) -> tuple[ImageDataset, ImageDataset]:
     """The demo's private training pairs and held-out test pairs (disjoint seeds)."""
     from dataclasses import replace
 
-    from privmed.data.vessel_sim import simulate_vessels
+    from privmed.data.vessel_sim import VesselSimParams, simulate_vessels
 
-    train = simulate_vessels(DEMO_PRIVATE_IMAGES, DEMO_SIZE, seed=10_000 + seed, params=DEMO_PRIVATE_PARAMS, subject_prefix="private")
-    test = simulate_vessels(DEMO_TEST_IMAGES, DEMO_SIZE, seed=20_000 + seed, params=DEMO_PRIVATE_PARAMS, subject_prefix="test")
+    params = VesselSimParams(**DEMO_PRIVATE_PARAMS)
+    train = simulate_vessels(DEMO_PRIVATE_IMAGES, DEMO_SIZE, seed=10_000 + seed, params=params, subject_prefix="private")
+    test = simulate_vessels(DEMO_TEST_IMAGES, DEMO_SIZE, seed=20_000 + seed, params=params, subject_prefix="test")
     return replace(train, name="demo-phantom"), replace(test, name="demo-phantom-test")
 
 
@@ -70,7 +72,7 @@ def demo(
     )
     console.print(
         "public (not covered by epsilon): the simulator and its default parameters. private: the phantom images, "
-        "drawn with other parameters (" + ", ".join(f"{k}={v:g}" for k, v in DEMO_PRIVATE_PARAMS.to_dict().items() if v != getattr(VesselSimParams(), k)) + ")",
+        "drawn with other parameters (" + ", ".join(f"{k}={v:g}" for k, v in DEMO_PRIVATE_PARAMS.items()) + ")",
         highlight=False,
     )
     with console.status("releasing the statistics (one Gaussian release) and fitting the simulator"):
