@@ -1,4 +1,4 @@
-"""``privmed train dpwgan``, ``privmed generate`` and ``privmed demo`` end to end on the phantom."""
+"""``privmed train dpwgan`` and ``privmed generate`` end to end on the phantom."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from privmed.cli import app
-from privmed.cli import demo as demo_module
 from privmed.data import load
 from privmed.privacy.ledger import BudgetLedger
 
@@ -92,17 +91,6 @@ def test_resume_of_a_finished_run_keeps_its_steps_and_its_one_ledger_entry(train
     run_id = json.loads((trained_run / "config.json").read_text())["run_id"]
     assert [e["release_id"] for e in ledger.entries()] == [run_id]
     assert ledger.entries()[0]["status"] == "settled"
-
-
-def test_demo_runs_end_to_end_on_a_tiny_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = {**demo_module.DEMO_OPTIONS, "patches_per_subject": 8, "max_steps": 8, "generator_channels": 8, "critic_channels": 8}
-    monkeypatch.setattr(demo_module, "DEMO_OPTIONS", tiny)
-    monkeypatch.setattr(demo_module, "DEMO_SAMPLES", 8)
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--no-utility"])
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "demo" / "synthetic_grid.png").exists()
-    assert (tmp_path / "demo" / "synthetic" / "privacy.json").exists()
-    assert "epsilon spent" in result.output and "per patch" in result.output
 
 
 def test_the_issue_commands_run_with_default_options(tmp_path: Path) -> None:

@@ -217,3 +217,48 @@ def test_flat_folder_of_png_files(tmp_path: Path) -> None:
     data = load(str(tmp_path / "flat"))
     assert data.images.shape == (2, 1, 4, 6) and np.allclose(data.images, 0.2)
     assert data.subjects.tolist() == ["10", "3"] and data.segmentations is None
+
+
+def _labelled_folder(root: Path, images: list[str], labels: list[str], masks: list[str] | None = None) -> list[np.ndarray]:
+    """Images whose labels differ (label i has i + 1 foreground pixels), so a wrong match shows."""
+    rng = np.random.default_rng(1)
+    truth = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        write_image(root / "images" / image, rng.integers(0, 256, (6, 5), dtype=np.uint8))
+        pixels = np.zeros((6, 5), np.uint8)
+        pixels.flat[: i + 1] = 255
+        write_image(root / "labels" / label, pixels)
+        truth.append(pixels > 0)
+    for mask in masks or []:
+        write_image(root / "mask" / mask, np.full((6, 5), 255, np.uint8))
+    return truth
+
+
+@pytest.mark.parametrize(
+    ("images", "labels"),
+    [
+        (["01_left.png", "01_right.png", "02_left.png"], ["01_left_manual1.png", "01_right_manual1.png", "02_left_manual1.png"]),
+        (["im0001.png", "im0002.png"], ["im0001.ah.png", "im0002.ah.png"]),
+        (["Image_01L.png", "Image_01R.png"], ["Image_01L_1stHO.png", "Image_01R_1stHO.png"]),
+        (["01_h.png", "01_dr.png", "01_g.png"], ["01_h.tif", "01_dr.tif", "01_g.tif"]),
+    ],
+)
+def test_labels_match_their_image_by_stem_when_numbers_repeat(tmp_path: Path, images: list[str], labels: list[str]) -> None:
+    truth = _labelled_folder(tmp_path / "set", images, labels)
+    data = load(str(tmp_path / "set"))
+    order = np.argsort(images)
+    for row, i in enumerate(order):
+        np.testing.assert_array_equal(data.segmentations[row, 0].astype(bool), truth[i])
+    assert len(set(data.sources)) == len(images)
+
+
+def test_masks_match_by_stem_and_drive_numbers_still_match(tmp_path: Path, drive_like: Path) -> None:
+    _labelled_folder(tmp_path / "set", ["01_left.png", "01_right.png"], ["01_left.png", "01_right.png"], ["01_left_mask.png", "01_right_mask.png"])
+    assert load(str(tmp_path / "set")).masks.all()
+    assert load(f"{drive_like}:training").segmentations.shape[0] == 3
+
+
+def test_files_sharing_a_number_without_matching_stems_are_refused(tmp_path: Path) -> None:
+    _labelled_folder(tmp_path / "set", ["01_left.png", "01_right.png"], ["01_a.png", "01_b.png"])
+    with pytest.raises(DataError, match="share the number 1"):
+        load(str(tmp_path / "set"))

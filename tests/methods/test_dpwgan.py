@@ -188,3 +188,30 @@ def test_a_critic_with_batchnorm_is_refused_with_a_clear_message() -> None:
             _BatchNormCritic(), plan, np.arange(64),
             report_factory=lambda steps, eps: privacy_report(plan, steps, eps, seed=0, dataset=None, notes=[]),
         )
+
+
+def test_warm_start_on_public_data_books_only_the_private_phase(phantom: ImageDataset, tmp_path: Path) -> None:
+    options = {**TINY, "max_steps": 4}
+    cold = DPWGAN(8.0, **options).fit(phantom)
+    public = load("vessel-sim:4", size=384)
+    warm = DPWGAN(8.0, public_steps=10, run_dir=tmp_path / "warm", **options).fit(phantom, public_data=public, public_ref="vessel-sim:4")
+    entries = BudgetLedger().entries()
+    warm_entry = [e for e in entries if e["release_id"] == json.loads((tmp_path / "warm" / "config.json").read_text())["run_id"]]
+    assert len(warm_entry) == 1 and warm_entry[0]["dataset_key"] == dataset_key(phantom)
+    assert not [e for e in entries if e["dataset_key"] == dataset_key(public)]
+    report = json.loads((tmp_path / "warm" / "privacy.json").read_text())
+    assert report["steps"] == 4 and report["epsilon"] == pytest.approx(warm_entry[0]["epsilon"])
+    assert any("warm start" in note and "vessel-sim:4" in note and "not covered by epsilon" in note for note in report["notes"])
+    cold_weights = torch.cat([p.flatten() for p in cold.generator_.parameters()])
+    warm_weights = torch.cat([p.flatten() for p in warm.generator_.parameters()])
+    assert not torch.allclose(cold_weights, warm_weights)
+
+
+def test_warm_start_defaults_to_the_vessel_simulator_with_the_private_channel_count(phantom: ImageDataset) -> None:
+    rgb = ImageDataset(images=np.repeat(phantom.images, 3, axis=1), segmentations=phantom.segmentations, masks=phantom.masks,
+                       subjects=phantom.subjects, sources=phantom.sources, name="rgb")
+    model = DPWGAN(8.0, public_steps=5, **{**TINY, "max_steps": 2})
+    public = model.public_pairs(None, rgb, 3)
+    assert public.n_channels == 3 and public.spatial_shape == (32, 32) and public.segmentations is not None
+    model.fit(rgb)
+    assert any("privmed vessel simulator" in note for note in model.privacy_report().notes)

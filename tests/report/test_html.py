@@ -281,3 +281,15 @@ def test_public_labels_large_delta_and_a_voided_guarantee_are_flagged() -> None:
     void = dataclasses.replace(public, epsilon=math.inf, notes=["no guarantee: the flow was trained on the private data"])
     assert warnings_for(void)[0].level == "danger" and "No guarantee" in warnings_for(void)[0].text
     assert "no guarantee" in plain_words(void)[0]
+
+
+def test_vessel_sim_release_and_public_prior_are_described_in_plain_words(tmp_path: Path) -> None:
+    from privmed.data.vessel_sim import simulate_vessels
+    from privmed.methods.vessel_sim import VesselSimFit
+    from privmed.report.guarantee import plain_words
+
+    fitted = VesselSimFit(8.0, noise_seed=0, fit_evaluations=2, fit_images=1).fit(simulate_vessels(5, 64, seed=2)).privacy_report()
+    words = " ".join(plain_words(fitted))
+    assert "one Gaussian release" in words and f"{fitted.noise_multiplier * fitted.sensitivity:.4g}" in words
+    prior = " ".join(plain_words(VesselSimFit(0.0).fit().privacy_report()))
+    assert "public data only" in prior and "take any one" not in prior

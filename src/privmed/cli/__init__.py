@@ -21,6 +21,7 @@ from privmed.cli import (
     generate,
     report,
     sweep,
+    vessel_sim,
 )
 from privmed.cli._common import PrivmedGroup
 
@@ -69,6 +70,7 @@ app.command("sweep")(sweep.sweep)
 train_app.command("dpwgan")(dpwgan.train)
 train_app.command("acgan")(acgan.train)
 train_app.command("flow")(flows.train)
+train_app.command("vessel-sim")(vessel_sim.train)
 
 privatize_app.command("cadp")(flows.cadp)
 privatize_app.command("dpglow")(flows.dpglow)

@@ -137,7 +137,9 @@ def print_privacy_report(report: "PrivacyReport", run_dir: Path | None = None, s
     table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
     table.add_row("delta", f"{report.delta:.3g}")
     table.add_row("private units", f"{report.n_units} {plural(report.unit, report.n_units)}")
-    if report.noise_multiplier is not None:
+    if report.noise_multiplier is not None and report.sample_rate is None:
+        table.add_row(report.mechanism, f"noise std {report.noise_multiplier:.4g} x sensitivity {report.sensitivity:.4g}, {report.steps} release")
+    elif report.noise_multiplier is not None:
         table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
                       f"clipping bound {report.max_grad_norm:g}, {report.steps} {steps_name}")
     if report.group_privacy:
@@ -181,12 +183,13 @@ def model_for_run(
 
 
 def fit_with_progress(
-    model: DPGenerativeMethod, data_ref: str, *, label: str, losses: dict[str, str], distributed: bool = False
+    model: DPGenerativeMethod, data_ref: str, *, label: str, losses: dict[str, str], distributed: bool = False,
+    **fit_options: Any,
 ) -> PrivacyReport | None:
     """Load ``data_ref`` and fit ``model`` behind a progress bar (``losses`` as in :func:`training_progress`).
 
     With ``distributed``, this process is one rank of a torchrun job; the bar and the returned report
-    belong to rank 0, and the other ranks get None.
+    belong to rank 0, and the other ranks get None. ``fit_options`` go to ``fit`` (e.g. public data).
     """
     from privmed.data import load
     from privmed.privacy.distributed import process_group
@@ -195,7 +198,7 @@ def fit_with_progress(
     with process_group(enabled=distributed) as group:
         with training_progress(label, losses, enabled=group.is_main) as on_progress:
             model.on_progress = on_progress
-            model.fit(dataset)
+            model.fit(dataset, **fit_options)
         return model.privacy_report() if group.is_main else None
 
 

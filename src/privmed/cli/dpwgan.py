@@ -46,6 +46,12 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
     reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches=" and the Poisson batches")),
     distributed: bool = typer.Option(False, "--distributed", help=DISTRIBUTED_HELP),
+    public_steps: int = typer.Option(
+        0, "--public-steps", min=0, help="Warm start: critic steps of non-private pre-training on --public-data before the DP phase (0: none)."
+    ),
+    public_data: str = typer.Option(
+        "vessel-sim", "--public-data", help="Public image + label pairs for the warm start (default: the vessel simulator at the private images' size)."
+    ),
 ) -> None:
     """Train a DP-WGAN of image + label pairs: the critic learns with DP-SGD, the generator by post-processing.
 
@@ -62,9 +68,17 @@ def train(
         create=lambda: DPWGAN(
             epsilon, delta=delta, unit=unit.value, patch_size=patch_size, patches_per_subject=patches_per_subject,
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, generator_channels=base_channels,
-            critic_channels=base_channels, seed=seed, reproducible=reproducible, run_dir=out, data_ref=data,
+            critic_channels=base_channels, seed=seed, reproducible=reproducible, public_steps=public_steps, run_dir=out, data_ref=data,
         ),
     )
-    report = fit_with_progress(model, data, label="DP-WGAN", losses=WGAN_LOSSES, distributed=distributed)
+    public = None
+    if model.public_steps and public_data != "vessel-sim":
+        from privmed.data import load
+
+        public = load(public_data)
+    report = fit_with_progress(
+        model, data, label="DP-WGAN", losses=WGAN_LOSSES, distributed=distributed,
+        public_data=public, public_ref=public_data if model.public_steps else None,
+    )
     if report is not None:
         print_training_done(report, out, "critic steps")

@@ -1,4 +1,4 @@
-"""``privmed generate``: draw synthetic records (DP-WGAN image + label pairs, AC-GAN class-conditional images) from a trained run, with its privacy report beside them."""
+"""``privmed generate``: draw synthetic records (DP-WGAN or fitted-simulator image + label pairs, AC-GAN class-conditional images) from a trained run, with its privacy report beside them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class OutputFormat(str, Enum):
 
 
 def generate(
-    run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train dpwgan' or 'privmed train acgan'."),
+    run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train dpwgan', 'acgan' or 'vessel-sim'."),
     n: int = typer.Option(..., "--n", min=1, help="How many synthetic records to draw."),
     out: Path = typer.Option(..., "--out", help="Folder for the samples and a copy of the run's privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (data.npz), png or nifti (a data/ folder)."),

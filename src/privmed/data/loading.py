@@ -2,8 +2,9 @@
 
 A reference is ``PATH`` or ``PATH:SPLIT`` (the split follows the last colon, and only counts as one
 when the part before it is an existing path or an embedded name), or one of the embedded phantoms
-``phantom[:train|test]`` (vessel images with labels) and ``phantom-classes[:train|test]`` (two
-classes), which need no files. Embedded names win over a file of the same name (write ``./phantom``). A release
+``phantom[:train|test]`` (vessel images with labels), ``phantom-classes[:train|test]`` (two
+classes) and ``vessel-sim[:train|test]`` (the public retinal vessel simulator at its defaults), which
+need no files. Embedded names win over a file of the same name (write ``./phantom``). A release
 directory written by ``privmed generate`` or ``privmed privatize`` names the data inside it.
 """
 
@@ -19,6 +20,7 @@ from privmed.data.dataset import ImageDataset
 from privmed.data.phantom import make_class_phantom, make_vessel_phantom
 from privmed.data.readers import Reader, reader_for
 from privmed.data.readers.base import resolve_split
+from privmed.data.vessel_sim import make_vessel_sim
 from privmed.errors import DataError
 
 
@@ -38,6 +40,7 @@ class _Embedded:
 EMBEDDED: dict[str, _Embedded] = {
     "phantom": _Embedded(make_vessel_phantom, {"train": (16, 1001), "test": (8, 1002)}, size=96),
     "phantom-classes": _Embedded(make_class_phantom, {"train": (512, 2001), "test": (256, 2002)}, size=28),
+    "vessel-sim": _Embedded(make_vessel_sim, {"train": (20, 3001), "test": (20, 3002)}, size=96),
 }
 """Embedded refs. Options: ``n`` (images in the split) and ``size`` (pixels per side)."""
 
@@ -94,13 +97,24 @@ def _read(handler: Reader | _Embedded, source: str, split: str, options: dict[st
     return handler.read(Path(source), split, **options)
 
 
+def _count_split(source: str, requested: str | None, options: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """``NAME:N`` for an embedded source: its train split with N images (``vessel-sim:500``)."""
+    if source in EMBEDDED and requested is not None and requested.isdigit():
+        if int(requested) < 1:
+            raise DataError(f"{source}:{requested}: the number of images must be at least 1")
+        return "train", {**options, "n": int(requested)}
+    return requested, options
+
+
 def load(ref: str, **options: Any) -> ImageDataset:
     """Read the dataset ``ref`` names (a multi-split source without a split gives its train split).
 
     ``options`` go to the format's reader, e.g. ``label_folder="2nd_manual"`` for a DRIVE folder,
-    ``volumes=True`` for NIfTI, ``n=``/``size=`` for the phantoms.
+    ``volumes=True`` for NIfTI, ``n=``/``size=`` for the phantoms and ``vessel-sim``. An embedded
+    source also takes a count for a split: ``vessel-sim:500`` is its train split with 500 images.
     """
     source, requested, handler, available = _source(ref)
+    requested, options = _count_split(source, requested, options)
     split = resolve_split(requested, available, source)
     return _annotate(_read(handler, source, split, options), ref, split)
 
@@ -108,5 +122,6 @@ def load(ref: str, **options: Any) -> ImageDataset:
 def load_splits(ref: str, **options: Any) -> dict[str, ImageDataset]:
     """Every split of ``ref`` (only the named one if ``ref`` has ``:SPLIT``), keyed by split name."""
     source, requested, handler, available = _source(ref)
+    requested, options = _count_split(source, requested, options)
     names = [resolve_split(requested, available, source)] if requested else available
     return {name: _annotate(_read(handler, source, name, options), ref, name) for name in names}

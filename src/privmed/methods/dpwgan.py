@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 METHOD_NAME = "dpwgan"
 _SAMPLE_CHUNK = 256
 _PREVIEW_SAMPLES = 16
+_PUBLIC_MIN_SIZE = 384
 
 
 class _WGANTask:
@@ -150,6 +152,35 @@ class _WGANTask:
         self.latents.set_state(state["latent_rng"])
 
 
+def _pretrain(task: _WGANTask, public: ImageDataset, steps: int, batch_size: int, seed: int) -> None:
+    """The warm start: ``steps`` plain WGAN critic steps (and a generator step every ``n_critic``) on public pairs.
+
+    No private record is read, so no noise and no accounting; the critic and generator (and their
+    optimizers' state) then start the DP phase from here.
+    """
+    pairs = torch.from_numpy(np.concatenate([public.images, public.segmentations.astype(np.float32)], axis=1))
+    rng = np.random.default_rng(seed + 29)
+    critic, generator = task.private_module, task.generator
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 29)
+        for step in range(steps):
+            real = pairs[torch.from_numpy(rng.integers(0, len(pairs), batch_size))]
+            with torch.no_grad():
+                fake = generator(torch.randn(batch_size, generator.latent_dim))
+            task.critic_optimizer.zero_grad(set_to_none=True)
+            (critic(fake).mean() - critic(real).mean()).backward()
+            task.critic_optimizer.step()
+            with torch.no_grad():
+                for parameter in critic.parameters():
+                    parameter.clamp_(-task.weight_clip, task.weight_clip)
+            if (step + 1) % task.n_critic == 0:
+                task.generator_optimizer.zero_grad(set_to_none=True)
+                (-critic(generator(torch.randn(batch_size, generator.latent_dim))).mean()).backward()
+                task.generator_optimizer.step()
+    task.critic_optimizer.zero_grad(set_to_none=True)
+    task.generator_optimizer.zero_grad(set_to_none=True)
+
+
 def generate_pairs(generator: Generator, latent: torch.Tensor) -> torch.Tensor:
     """Generator outputs for ``latent`` in evaluation mode, in chunks (the generator's mode is restored)."""
     was_training = generator.training
@@ -205,7 +236,7 @@ class DPWGAN(DPGenerativeMethod):
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "patch_size", "patches_per_subject", "epochs", "max_steps", "batch_size", "n_critic",
         "learning_rate", "weight_clip", "max_grad_norm", "latent_dim", "generator_channels", "critic_channels",
-        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every", "reproducible",
+        "critic_norm", "records_per_unit", "accountant", "seed", "checkpoint_every", "reproducible", "public_steps",
     )
 
     def __init__(
@@ -232,12 +263,14 @@ class DPWGAN(DPGenerativeMethod):
         seed: int = 0,
         checkpoint_every: int | None = None,
         reproducible: bool = False,
+        public_steps: int = 0,
         run_dir: str | Path | None = None,
         resume: bool = False,
         data_ref: str | None = None,
         on_progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
     ) -> None:
+        self.public_steps = public_steps
         self.epsilon = epsilon
         self.delta = delta
         self.unit = unit
@@ -280,11 +313,31 @@ class DPWGAN(DPGenerativeMethod):
         logger.info("cutting %d patches of %d px per subject", self.patches_per_subject, self.patch_size)
         return extract_patches(data, self.patch_size, self.patches_per_subject, seed=self.seed, with_replacement=True)
 
-    def fit(self, data: ImageDataset) -> Self:
+    def public_pairs(self, public_data: ImageDataset | None, private: ImageDataset, channels: int) -> ImageDataset:
+        """The warm start's public patches: ``public_data``, else 200 images of the public vessel simulator
+        at the private images' size (treated as public; at least 384 px, below which the simulator draws
+        few vessels) cut into patches; gray images are repeated to ``channels``."""
+        if public_data is None:
+            from privmed.data.vessel_sim import simulate_vessels
+
+            shape = private.spatial_shape
+            size = shape if private.record_kind != "patch" and min(shape) >= _PUBLIC_MIN_SIZE else _PUBLIC_MIN_SIZE
+            public_data = simulate_vessels(200, size, seed=self.seed + 17)
+        pairs = self.training_pairs(public_data)
+        if pairs.n_channels != channels:
+            if pairs.n_channels != 1:
+                raise DataError(f"{public_data.name}: public images have {pairs.n_channels} channels, the private ones {channels}")
+            pairs = replace(pairs, images=np.repeat(pairs.images, channels, axis=1))
+        return pairs
+
+    def fit(self, data: ImageDataset, *, public_data: ImageDataset | None = None, public_ref: str | None = None) -> Self:
         """Train on ``data`` (image + label pairs); with ``resume`` set, continue the run in ``run_dir``.
 
-        The run configuration's ``data_ref`` (how the data was loaded, e.g. ``phantom:train``) is stored in config.json so
-        the CLI can resume without being told again.
+        The run configuration's ``data_ref`` (how the data was loaded, e.g. ``phantom:train``) is stored in
+        config.json so the CLI can resume without being told again. With ``public_steps`` > 0, generator and critic
+        are first trained without privacy on ``public_data`` (default: the public vessel simulator) for
+        that many critic steps: a warm start that costs no privacy, so only the private phase is
+        accounted and booked.
         """
         pairs_data = self.training_pairs(data)
         height, width = pairs_data.spatial_shape
@@ -298,6 +351,7 @@ class DPWGAN(DPGenerativeMethod):
             data_info={
                 "ref": self.data_ref, "name": data.name, "records": len(pairs_data), "record_kind": pairs_data.record_kind,
                 "image_channels": pairs_data.n_channels, "image_size": pairs_data.spatial_shape[0],
+                **({"public_ref": public_ref or "vessel-sim (default)"} if self.public_steps else {}),
             },
         )
         image_channels = pairs_data.n_channels
@@ -311,6 +365,15 @@ class DPWGAN(DPGenerativeMethod):
             learning_rate=self.learning_rate, weight_clip=self.weight_clip, seed=self.seed, image_channels=image_channels,
         )
         notes = self._notes(plan, pairs_data, delta_is_default=self.delta is None)
+        if self.public_steps:
+            public = self.public_pairs(public_data, data, image_channels)
+            notes.append(
+                f"warm start (a departure from seed 000): generator and critic first trained without privacy for {self.public_steps} "
+                f"critic steps on public data ({public_ref or 'the privmed vessel simulator at its public defaults'}, "
+                f"{len(public)} patches): public, not covered by epsilon; only the private phase is accounted"
+            )
+            if not self.resume:
+                _pretrain(task, public, self.public_steps, self.batch_size, self.seed)
         group = self._group_privacy(plan, pairs_data)
 
         def report_factory(steps: int, epsilon: float) -> PrivacyReport:

@@ -85,6 +85,8 @@ class PrivacyReport:
         accountant = _ACCOUNTANT_TITLES.get(self.accountant, self.accountant)
         if math.isinf(self.epsilon):
             return f"no DP guarantee (epsilon=inf) per {self.unit}, {mechanism}"
+        if self.epsilon == 0 and self.n_units == 0:
+            return "epsilon=0: made from public data only, no private data read"
         if self.delta == 0:
             guarantee = f"epsilon={self.epsilon:.2f}"
         else:

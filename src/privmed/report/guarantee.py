@@ -15,6 +15,7 @@ from typing import Any
 
 from privmed.errors import PrivacyError
 from privmed.privacy.calibration import delta_is_large, large_delta_warning
+from privmed.privacy.gaussian import GAUSSIAN_ACCOUNTANT, GAUSSIAN_MECHANISM
 from privmed.privacy.ledger import BudgetLedger, dataset_name
 from privmed.privacy.report import DPSGD_MECHANISM, LAPLACE_MECHANISM, PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
@@ -32,7 +33,8 @@ REPRODUCIBLE_WARNING = (
 )
 """The report's warning for a run whose randomness follows from its seed."""
 
-_ACCOUNTANTS = {"rdp": "Rényi-DP (RDP) accountant", "prv": "privacy-loss-random-variable (PRV) accountant", "laplace": "basic composition of pure-DP releases"}
+_ACCOUNTANTS = {"rdp": "Rényi-DP (RDP) accountant", "prv": "privacy-loss-random-variable (PRV) accountant", "laplace": "basic composition of pure-DP releases",
+    GAUSSIAN_ACCOUNTANT: "analytic Gaussian calibration (Balle & Wang 2018)"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,12 @@ def plain_words(report: PrivacyReport) -> list[str]:
     """Paragraphs that state what the guarantee means, without notation a privacy officer must look up."""
     unit, units = report.unit, plural(report.unit, report.n_units)
     paragraphs = []
-    if math.isinf(report.epsilon) and _no_guarantee_note(report):
+    if report.epsilon == 0 and report.n_units == 0:
+        paragraphs.append(
+            "This release was made from public data only (epsilon = 0): no private data was read, so it reveals nothing "
+            f"about any private {unit}. Its notes name the public data it was made from."
+        )
+    elif math.isinf(report.epsilon) and _no_guarantee_note(report):
         paragraphs.append(
             f"This release carries no guarantee: {_no_guarantee_note(report)}. Nothing limits what it reveals about any {unit} "
             "of the private data, and it must not leave the place where that data may be kept."
@@ -154,6 +161,14 @@ def _mechanism_words(report: PrivacyReport) -> str:
             f"Mechanism: DP-SGD. The model that sees private data was trained for {report.steps or 0} steps; at each step every {unit} "
             f"was included at random{rate}{noise}. The {accountant} turns these parameters into the epsilon above. Everything made from "
             f"the trained model afterwards (the generator, every sample drawn from it) is post-processing and keeps the same guarantee."
+        )
+    if report.mechanism == GAUSSIAN_MECHANISM and report.noise_multiplier is not None and report.sensitivity is not None:
+        return (
+            f"Mechanism: one Gaussian release. Each {unit} was summarised by a short vector of statistics of bounded length; their "
+            f"mean over the {report.n_units} {plural(unit, report.n_units)} (L2 sensitivity {report.sensitivity:.4g}) was released once with "
+            f"Gaussian noise of standard deviation {report.noise_multiplier * report.sensitivity:.4g}, and the {accountant} turns these "
+            f"into the epsilon above. Whatever is computed from the released vector afterwards (fitted parameters, every sample) is "
+            f"post-processing and keeps the same guarantee."
         )
     if report.mechanism == LAPLACE_MECHANISM:
         scale = ""

@@ -5,9 +5,13 @@ Layout: ``ROOT/images/`` (one split, named 'all') or ``ROOT/<split>/images/`` (D
 segmentation-label folder (the first of ``1st_manual``, ``labels``, ``label``, ``manual``,
 ``segmentations``, or the one named by ``label_folder=``, e.g. DRIVE's ``2nd_manual``) and an
 optional field-of-view mask folder (``mask``/``masks``). Label and mask files are matched to images
-by the first number in the file name (``21_training.tif`` <-> ``21_manual1.gif``), else by stem.
+by name stem first: the image's stem, alone or followed by a suffix that starts with ``_``, ``-`` or
+``.`` (``01_left.tif`` <-> ``01_left_manual1.png``, ``im0001.ppm`` <-> ``im0001.ah.ppm``, ``Image_01L``
+<-> ``Image_01L_1stHO``; the longest image stem wins). An image no file matches that way is matched by
+the first number in the names (DRIVE: ``21_training.tif`` <-> ``21_manual1.gif``) when that number is
+unique among the images and the unmatched files.
 Subject and source of a record are that number as written (``"01"``) unless a ``records.csv``
-says otherwise; DRIVE has one image per patient, so ``subjects_known`` is True.
+says otherwise (files that share a number keep it as subject, one patient, and their stems as sources); DRIVE has one image per patient, so ``subjects_known`` is True.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from privmed.data.readers.base import (
     read_image_file,
     record_id,
     split_folders,
+    strip_suffixes,
     to_unit_range,
 )
 from privmed.errors import DataError
@@ -43,15 +48,52 @@ def image_files(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> lis
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
 
 
-def files_by_key(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
-    """Files of ``folder`` indexed by their matching key; a DataError if two share one."""
-    keyed: dict[str, Path] = {}
-    for path in image_files(folder, suffixes):
-        key = file_key(path)
-        if key in keyed:
-            raise DataError(f"{folder}: {keyed[key].name} and {path.name} share the number {key}; cannot match files")
-        keyed[key] = path
-    return keyed
+_STEM_SEPARATORS = ("_", "-", ".")
+
+
+def _stem_owner(candidate: str, image_stems: list[str]) -> int | None:
+    """Index of the longest image stem that ``candidate`` equals or extends with a separated suffix."""
+    best: int | None = None
+    for i, stem in enumerate(image_stems):
+        extends = candidate == stem or any(candidate.startswith(stem + sep) for sep in _STEM_SEPARATORS)
+        if extends and (best is None or len(stem) > len(image_stems[best])):
+            best = i
+    return best
+
+
+def match_files(images: list[Path], candidates: list[Path], folder: Path, what: str) -> list[Path]:
+    """The file of ``candidates`` that belongs to each image (by stem, else by a unique first number).
+
+    A DataError names the image when no file matches, or when the match is ambiguous.
+    """
+    image_stems = [strip_suffixes(p.name).lower() for p in images]
+    owned: dict[int, list[Path]] = {}
+    for candidate in candidates:
+        owner = _stem_owner(strip_suffixes(candidate.name).lower(), image_stems)
+        if owner is not None:
+            owned.setdefault(owner, []).append(candidate)
+    unowned = [c for c in candidates if not any(c in files for files in owned.values())]
+    matched = []
+    for i, image in enumerate(images):
+        files = owned.get(i, [])
+        if len(files) > 1:
+            raise DataError(f"{folder}: several {what} files match the image {image.name}: {', '.join(f.name for f in files)}")
+        if files:
+            matched.append(files[0])
+            continue
+        key = file_key(image)
+        same_number = [c for c in unowned if file_key(c) == key]
+        images_with_key = [p.name for j, p in enumerate(images) if file_key(p) == key and j not in owned]
+        if not same_number:
+            raise DataError(f"{folder}: no {what} file for the image {image.name}")
+        if len(same_number) > 1 or len(images_with_key) > 1:
+            files_named = ", ".join(sorted({*images_with_key, *(c.name for c in same_number)}))
+            raise DataError(
+                f"{folder}: {files_named} share the number {key} and their stems do not match: cannot tell which "
+                f"{what} belongs to {image.name} (name it after the image, e.g. {image.stem}_{what}{same_number[0].suffix})"
+            )
+        matched.append(same_number[0])
+    return matched
 
 
 class ImageFolderReader(Reader):
@@ -91,6 +133,9 @@ class ImageFolderReader(Reader):
             class_labels = manifest.labels(names, folder)
         else:
             subjects = sources = np.array([record_id(p) for p in files])
+            if len(set(sources)) < len(files):
+                # Files that share a number (left and right eye) are separate images of, conservatively, one patient.
+                sources = np.array([strip_suffixes(p.name) for p in files])
             class_labels = None
         class_names = info.get("class_names")
         return ImageDataset(
@@ -125,12 +170,8 @@ class ImageFolderReader(Reader):
 
     @staticmethod
     def _matched_binary(files: list[Path], folder: Path, image_shape: tuple[int, ...], what: str) -> np.ndarray:
-        keyed = files_by_key(folder)
         out = np.empty((image_shape[0], 1, *image_shape[2:]), dtype=np.uint8)
-        for i, image_path in enumerate(files):
-            match = keyed.get(file_key(image_path))
-            if match is None:
-                raise DataError(f"{folder}: no {what} file for the image {image_path.name}")
+        for i, (image_path, match) in enumerate(zip(files, match_files(files, image_files(folder), folder, what))):
             pixels = read_image_file(match, label=True)
             if pixels.shape != tuple(image_shape[2:]):
                 raise DataError(f"{match}: {what} size {pixels.shape} does not match the image {image_path.name} {tuple(image_shape[2:])}")
