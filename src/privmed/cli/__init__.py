@@ -7,7 +7,7 @@ import logging
 import typer
 
 from privmed import __version__
-from privmed.cli import acgan, attacks, budget, data, demo, dpwgan, evaluate_classifier, evaluate_flows, evaluate_segmentation, flows, generate
+from privmed.cli import acgan, attacks, budget, data, demo, dpmerf, dpwgan, evaluate_classifier, evaluate_flows, evaluate_segmentation, flows, generate
 from privmed.cli import sweep
 from privmed.cli import report
 from privmed.cli._common import PrivmedGroup
@@ -56,6 +56,7 @@ app.command("sweep")(sweep.sweep)
 
 train_app.command("dpwgan")(dpwgan.train)
 train_app.command("acgan")(acgan.train)
+train_app.command("dpmerf")(dpmerf.train)
 train_app.command("flow")(flows.train)
 
 privatize_app.command("cadp")(flows.cadp)

@@ -98,7 +98,9 @@ def print_privacy_report(report: "PrivacyReport", run_dir: Path | None = None, s
     table.add_row("epsilon", f"{report.epsilon:.4g} per {report.unit}")
     table.add_row("delta", f"{report.delta:.3g}")
     table.add_row("private units", f"{report.n_units} {plural(report.unit, report.n_units)}")
-    if report.noise_multiplier is not None:
+    if report.noise_multiplier is not None and report.sample_rate is None:
+        table.add_row("Gaussian", f"noise std {report.noise_multiplier * report.sensitivity:.4g} for L2 sensitivity {report.sensitivity:.4g}, one release")
+    elif report.noise_multiplier is not None:
         table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
                       f"clipping bound {report.max_grad_norm:g}, {report.steps} {steps_name}")
     if report.group_privacy:

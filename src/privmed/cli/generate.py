@@ -1,4 +1,4 @@
-"""``privmed generate``: draw synthetic records (DP-WGAN image + label pairs, AC-GAN class-conditional images) from a trained run, with its privacy report beside them."""
+"""``privmed generate``: draw synthetic records (DP-WGAN image + label pairs, AC-GAN and DP-MERF class-conditional images) from a trained run, with its privacy report beside them."""
 
 from __future__ import annotations
 
@@ -43,8 +43,12 @@ def write_samples(
     method = RunDirectory(run_dir).read_config().get("method")
     if method == "acgan":
         samples = ACGAN.load(run_dir).sample(n, seed=seed, class_label=class_label)
+    elif method == "dpmerf":
+        from privmed.methods.dpmerf import DPMERF
+
+        samples = DPMERF.load(run_dir).sample(n, seed=seed, class_label=class_label)
     elif class_label is not None:
-        raise PrivmedError(f"{run_dir} is a {method!r} run: --class needs a class-conditional run (privmed train acgan)")
+        raise PrivmedError(f"{run_dir} is a {method!r} run: --class needs a class-conditional run (privmed train acgan or dpmerf)")
     else:
         samples = DPWGAN.load(run_dir).sample(n, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,16 +58,16 @@ def write_samples(
 
 
 def generate(
-    run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train dpwgan' or 'privmed train acgan'."),
+    run_dir: Path = typer.Argument(..., help="A finished run directory from 'privmed train dpwgan', 'acgan' or 'dpmerf'."),
     n: int = typer.Option(..., "--n", min=1, help="How many synthetic records to draw."),
     out: Path = typer.Option(..., "--out", help="Folder for the samples and a copy of the run's privacy.json."),
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (data.npz), png or nifti (a data/ folder)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the latent vectors (default: the run's seed)."),
     class_label: str | None = typer.Option(
-        None, "--class", help="AC-GAN runs: draw only this class (index or name); default: classes by the run's sampling frequencies."
+        None, "--class", help="AC-GAN and DP-MERF runs: draw only this class (index or name); default: classes by the run's sampling frequencies."
     ),
 ) -> None:
-    """Draw synthetic records from a trained generator (DP-WGAN pairs or AC-GAN images).
+    """Draw synthetic records from a trained generator (DP-WGAN pairs, AC-GAN or DP-MERF images).
 
     Sampling is post-processing of the private training, so the samples carry the run's guarantee,
     however many are drawn; privacy.json is copied next to them to say so.
