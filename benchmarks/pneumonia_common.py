@@ -117,6 +117,9 @@ class ResultsFile:
     def put(self, row: dict[str, Any]) -> None:
         """Add a row, replacing an earlier row with the same key, and rewrite both files."""
         row = {**row, "run": len(self.runs) - 1}
+        path = self.stem.with_suffix(".json")
+        if path.exists():  # another process of the same benchmark may have added rows since this one started
+            self.rows = json.loads(path.read_text()).get("rows", self.rows)
         self.rows = [r for r in self.rows if tuple(r.get(k) for k in self.key) != tuple(row.get(k) for k in self.key)]
         self.rows.append(row)
         self.write()

@@ -42,7 +42,7 @@ def train(
     unit: Unit = typer.Option(Unit.image, "--unit", help="What epsilon protects: one image, or every image of a patient."),
     neighbouring: Neighbouring = typer.Option(Neighbouring.add_remove, "--neighbouring", help="Add/remove one unit (sensitivity 1) or replace one (about 2)."),
     features: str = typer.Option("pixels=1,rff=1,conv=1", "--features", help="Feature parts and weights: pixels, rff (random Fourier features), conv (fixed random conv net)."),
-    steps: int = typer.Option(2000, "--steps", min=1, help="Generator steps (no privacy cost: the generator sees only the release)."),
+    steps: int = typer.Option(300, "--steps", min=1, help="Generator steps (no privacy cost: the generator sees only the release)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the feature map, the generator and its latents."),
     noise_seed: int | None = typer.Option(None, "--noise-seed", help="Seed of the DP noise (tests only; default: the operating system)."),
     secure_rng: bool = typer.Option(False, "--secure-rng", help=SECURE_RNG_HELP.format(cost="negligible here: one release")),

@@ -126,7 +126,7 @@ class DPMERF(GenerativeMethod):
         count_weight: float = 0.3,
         latent_dim: int = 32,
         generator_width: int = 32,
-        steps: int = 2000,
+        steps: int = 300,
         batch_per_class: int = 64,
         learning_rate: float = 2e-3,
         seed: int = 0,
