@@ -77,6 +77,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--validate-epsilon", type=float, default=1.0)
     parser.add_argument("--validate-epochs", type=int, default=10, help="classifier epochs of a validation probe (shorter, for CPU time)")
     parser.add_argument("--tag", type=str, default="variant")
+    parser.add_argument("--merf-config", type=str, default=None, help="JSON of DPMERF options replacing the defaults for the DP-MERF rows (rows get --suffix)")
+    parser.add_argument("--suffix", type=str, default="", help="appended to the row names of this invocation (e.g. a second DP-MERF configuration)")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -153,15 +155,15 @@ def fit_merf(epsilon: float, train: ImageDataset, run_dir: Path, config: dict[st
 
 
 def row_merf(epsilon: float, splits: dict[str, ImageDataset], encoder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    label = "inf" if math.isinf(epsilon) else f"{epsilon:g}"
+    label = ("inf" if math.isinf(epsilon) else f"{epsilon:g}") + args.suffix
     model, seconds = fit_merf(epsilon, splits["train"], WORK / f"dpmerf-{label}" / "run", MERF_CONFIG, args.seed)
     report = model.privacy_report()
     synthetic = model.sample(len(splits["train"]), seed=args.seed + 1)
     row = {"release": f"DP-MERF images ({len(synthetic)})", "epsilon": report.epsilon, "delta": report.delta, "fit_s": seconds,
-           "details": f"defaults {json.dumps(MERF_CONFIG)}; noise multiplier {0 if report.noise_multiplier is None else report.noise_multiplier:.4g}, sensitivity 1 (add/remove)"}
+           "details": f"options {json.dumps(MERF_CONFIG)} (the rest default); noise multiplier {0 if report.noise_multiplier is None else report.noise_multiplier:.4g}, sensitivity 1 (add/remove)"}
     row.update(judge_release(f"dpmerf-{label}", synthetic, splits, encoder, args, privacy=report))
     if epsilon == 8.0:
-        save_grid(model, RESULTS_DIR / "pneumonia_frontier_dpmerf_eps8.png")
+        save_grid(model, RESULTS_DIR / f"pneumonia_frontier_dpmerf_eps8{args.suffix}.png")
     return row
 
 
@@ -234,10 +236,12 @@ def main() -> None:
         return
     results = ResultsFile(RESULTS_DIR / "pneumonia_frontier", "PneumoniaMNIST frontier: DP releases against DP-SGD on the data", COLUMNS, key=("row",))
     results.notes = NOTES
+    if args.merf_config is not None:
+        MERF_CONFIG.update(json.loads(args.merf_config))
     done = {row["row"] for row in results.rows}
     encoder = ensure_encoder(splits["train"], args.seed)
     for name in args.rows:
-        if name in done and name not in args.redo:
+        if name + args.suffix in done and name not in args.redo:
             continue
         logger.info("row %s", name)
         if name == "real":
@@ -253,7 +257,7 @@ def main() -> None:
             row = row_acgan_seed001(float(name.split("-")[2]), splits, encoder, args)
         else:
             row = row_label_only(splits, args)
-        results.put({"row": name, **row})
+        results.put({"row": name + args.suffix, **row})
         logger.info("%s: %s", name, json.dumps(row, default=str))
     write_json_atomic(WORK / "last_command.json", {"command": command_line()})
 
