@@ -95,6 +95,7 @@ class ResultsFile:
     rows: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    _own_run: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         path = self.stem.with_suffix(".json")
@@ -113,7 +114,15 @@ class ResultsFile:
 
     def put(self, row: dict[str, Any]) -> None:
         """Add a row, replacing an earlier row with the same key, and rewrite both files."""
-        row = {**row, "run": len(self.runs) - 1}
+        path = self.stem.with_suffix(".json")
+        if path.exists():  # another process of the same benchmark may have added rows and runs since this one started
+            stored = json.loads(path.read_text())
+            own = self.runs[-1] if self._own_run is None else self._own_run
+            self._own_run = own
+            self.rows = stored.get("rows", self.rows)
+            runs = stored.get("runs", [])
+            self.runs = runs if own in runs else [*runs, own]
+        row = {**row, "run": self.runs.index(self._own_run) if self._own_run is not None else len(self.runs) - 1}
         self.rows = [r for r in self.rows if tuple(r.get(k) for k in self.key) != tuple(row.get(k) for k in self.key)]
         self.rows.append(row)
         self.write()

@@ -29,9 +29,11 @@ TINY: dict[str, dict[str, Any]] = {
     "dpglow": {"alpha": 0.4},
     "pixel-ldp": {},
     "dpsgd-classifier": {"epochs": 1, "batch_size": 16},
+    "dpmerf": {"rff_features": 50, "conv_features": 50, "steps": 2, "batch_per_class": 4, "generator_width": 8, "latent_dim": 8},
+    "vessel-sim": {"fit_images": 1, "fit_evaluations": 2},
 }
 """Tiny options per registered method (``flow`` is added for the methods that take one)."""
-DATA = {"dpwgan": "phantom:train"}
+DATA = {"dpwgan": "phantom:train", "vessel-sim": "phantom:train"}
 """The phantom each method trains on (default: phantom-classes, 64 images)."""
 
 

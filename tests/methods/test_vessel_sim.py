@@ -56,7 +56,7 @@ def test_released_noise_has_the_calibrated_std(private: ImageDataset) -> None:
     true_mean = unit_statistics(private, "image", clip).mean(axis=0)
     errors = []
     for seed in range(150):
-        released, sigma, sensitivity, delta, n_units = VesselSimFit(epsilon, clip=clip, noise_seed=seed).release_statistics(private)
+        released, sigma, sensitivity, delta, n_units = VesselSimFit(epsilon, clip=clip, seed=seed, reproducible=True).release_statistics(private)
         errors.append(released - true_mean)
     assert (n_units, sensitivity, delta) == (6, pytest.approx(2 * clip / 6), pytest.approx(min(1e-5, 1 / 60)))
     errors = np.concatenate(errors)
@@ -68,7 +68,7 @@ def test_released_noise_has_the_calibrated_std(private: ImageDataset) -> None:
 
 def test_privacy_json_epsilon_matches_dp_accounting_and_is_booked(private: ImageDataset, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    model = VesselSimFit(8.0, unit="image", clip=1.0, noise_seed=0, run_dir=run, **FAST).fit(private, data_ref="sim")
+    model = VesselSimFit(8.0, unit="image", clip=1.0, reproducible=True, run_dir=run, **FAST).fit(private, data_ref="sim")
     report = PrivacyReport.from_json(run / "privacy.json")
     sensitivity = 2 * 1.0 / len(private)
     sigma = report.noise_multiplier * report.sensitivity
@@ -100,7 +100,7 @@ def test_public_only_release_reports_epsilon_zero_and_reads_no_data(private: Ima
 def test_fit_moves_the_parameters_towards_the_private_data() -> None:
     truth = VesselSimParams(contrast=0.12, background=0.3)
     private = simulate_vessels(30, size=96, seed=5, params=truth)
-    model = VesselSimFit(50.0, noise_seed=0, fit_images=3, fit_evaluations=100).fit(private)
+    model = VesselSimFit(50.0, reproducible=True, fit_images=3, fit_evaluations=100).fit(private)
     prior = VesselSimParams()
     assert abs(model.params_.background - truth.background) < 0.5 * abs(prior.background - truth.background)
     assert abs(model.params_.contrast - truth.contrast) < 0.5 * abs(prior.contrast - truth.contrast)

@@ -288,7 +288,7 @@ def test_vessel_sim_release_and_public_prior_are_described_in_plain_words(tmp_pa
     from privmed.methods.vessel_sim import VesselSimFit
     from privmed.report.guarantee import plain_words
 
-    fitted = VesselSimFit(8.0, noise_seed=0, fit_evaluations=2, fit_images=1).fit(simulate_vessels(5, 64, seed=2)).privacy_report()
+    fitted = VesselSimFit(8.0, reproducible=True, fit_evaluations=2, fit_images=1).fit(simulate_vessels(5, 64, seed=2)).privacy_report()
     words = " ".join(plain_words(fitted))
     assert "one Gaussian release" in words and f"{fitted.noise_multiplier * fitted.sensitivity:.4g}" in words
     prior = " ".join(plain_words(VesselSimFit(0.0).fit().privacy_report()))

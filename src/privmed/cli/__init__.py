@@ -13,6 +13,7 @@ from privmed.cli import (
     budget,
     data,
     demo,
+    dpmerf,
     dpwgan,
     evaluate_classifier,
     evaluate_flows,
@@ -69,6 +70,7 @@ app.command("sweep")(sweep.sweep)
 
 train_app.command("dpwgan")(dpwgan.train)
 train_app.command("acgan")(acgan.train)
+train_app.command("dpmerf")(dpmerf.train)
 train_app.command("flow")(flows.train)
 train_app.command("vessel-sim")(vessel_sim.train)
 

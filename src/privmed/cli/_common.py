@@ -138,7 +138,7 @@ def print_privacy_report(report: "PrivacyReport", run_dir: Path | None = None, s
     table.add_row("delta", f"{report.delta:.3g}")
     table.add_row("private units", f"{report.n_units} {plural(report.unit, report.n_units)}")
     if report.noise_multiplier is not None and report.sample_rate is None:
-        table.add_row(report.mechanism, f"noise std {report.noise_multiplier:.4g} x sensitivity {report.sensitivity:.4g}, {report.steps} release")
+        table.add_row("Gaussian", f"noise std {report.noise_multiplier * report.sensitivity:.4g} for L2 sensitivity {report.sensitivity:.4g}, one release")
     elif report.noise_multiplier is not None:
         table.add_row("DP-SGD", f"noise multiplier {report.noise_multiplier:.4g}, sample rate {report.sample_rate:.4g}, "
                       f"clipping bound {report.max_grad_norm:g}, {report.steps} {steps_name}")

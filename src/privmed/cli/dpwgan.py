@@ -49,8 +49,8 @@ def train(
     public_steps: int = typer.Option(
         0, "--public-steps", min=0, help="Warm start: critic steps of non-private pre-training on --public-data before the DP phase (0: none)."
     ),
-    public_data: str = typer.Option(
-        "vessel-sim", "--public-data", help="Public image + label pairs for the warm start (default: the vessel simulator at the private images' size)."
+    public_data: str | None = typer.Option(
+        None, "--public-data", help="Public image + label pairs for the warm start (default: the vessel simulator at the private images' size)."
     ),
 ) -> None:
     """Train a DP-WGAN of image + label pairs: the critic learns with DP-SGD, the generator by post-processing.
@@ -72,13 +72,13 @@ def train(
         ),
     )
     public = None
-    if model.public_steps and public_data != "vessel-sim":
+    if model.public_steps and public_data is not None:
         from privmed.data import load
 
         public = load(public_data)
     report = fit_with_progress(
         model, data, label="DP-WGAN", losses=WGAN_LOSSES, distributed=distributed,
-        public_data=public, public_ref=public_data if model.public_steps else None,
+        public_data=public, public_ref=(public_data or "vessel-sim") if model.public_steps else None,
     )
     if report is not None:
         print_training_done(report, out, "critic steps")

@@ -23,10 +23,10 @@ def generate(
     output_format: OutputFormat = typer.Option(OutputFormat.npz, "--format", help="npz (data.npz), png or nifti (a data/ folder)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the latent vectors (default: the run's seed)."),
     class_label: str | None = typer.Option(
-        None, "--class", help="AC-GAN runs: draw only this class (index or name); default: classes by the run's sampling frequencies."
+        None, "--class", help="AC-GAN and DP-MERF runs: draw only this class (index or name); default: classes by the run's sampling frequencies."
     ),
 ) -> None:
-    """Draw synthetic records from a trained generator (DP-WGAN pairs or AC-GAN images).
+    """Draw synthetic records from a trained generator (DP-WGAN pairs, AC-GAN or DP-MERF images).
 
     Sampling is post-processing of the private training, so the samples carry the run's guarantee,
     however many are drawn; privacy.json is copied next to them to say so.

@@ -26,9 +26,11 @@ from privmed.methods.acgan import score_members as acgan_member_scores
 from privmed.methods.base import PrivateMethod
 from privmed.methods.cadp import CADP
 from privmed.methods.dpglow import DPGLOW
+from privmed.methods.dpmerf import DPMERF
 from privmed.methods.dpsgd_classifier import DPSGDClassifier
 from privmed.methods.dpwgan import DPWGAN
 from privmed.methods.pixel_ldp import PixelLDP
+from privmed.methods.vessel_sim import VesselSimFit
 
 MemberScorer = Callable[[Path, ImageDataset], np.ndarray]
 """A model-score attack: one score per image of ``data`` by the model in a run directory, higher = more likely a member."""
@@ -163,4 +165,14 @@ register(MethodSpec(name="pixel-ldp", cls=PixelLDP, kind=MethodKind.PRIVATIZING,
 register(MethodSpec(
     name="dpsgd-classifier", cls=DPSGDClassifier, kind=MethodKind.MODEL,
     title="DP-SGD classifier: the trained model is the release (seed 002's baseline)",
+))
+register(MethodSpec(
+    name="dpmerf", cls=DPMERF, kind=MethodKind.GENERATIVE, class_conditional=True,
+    title="DP-MERF: a generator trained on one Gaussian release of per-class mean embeddings (Harder et al. 2021)",
+    evaluation={**_CLASSIFIER_EVALUATION, "samples": None},
+))
+register(MethodSpec(
+    name="vessel-sim", cls=VesselSimFit, kind=MethodKind.GENERATIVE,
+    title="Vessel simulator: the public retinal vessel simulator fitted to private pairs by one Gaussian release",
+    metric="dice", evaluation={"samples": 256, "unet_steps": 200, "patch_size": 96},
 ))

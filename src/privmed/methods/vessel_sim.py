@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import uuid
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import torch
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
@@ -37,13 +37,14 @@ from privmed.data.vessel_sim import PARAMETER_BOUNDS, VesselSimParams, simulate_
 from privmed.errors import DataError, NotFittedError, PrivacyError, PrivmedError
 from privmed.fileio import write_json_atomic
 from privmed.methods.base import GenerativeMethod
-from privmed.privacy.calibration import check_delta, check_epsilon
+from privmed.privacy.calibration import check_delta, check_epsilon, default_delta
 from privmed.privacy.gaussian import (
     GAUSSIAN_ACCOUNTANT,
     GAUSSIAN_MECHANISM,
+    GaussianMechanism,
     gaussian_epsilon,
-    gaussian_sigma,
 )
+from privmed.privacy.group import group_sizes
 from privmed.privacy.ledger import BudgetLedger, dataset_key
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
@@ -161,11 +162,6 @@ def unit_statistics(data: ImageDataset, unit: PrivacyUnit | str, clip: float) ->
     return clip_rows(sums / np.bincount(ids)[:, None], clip)
 
 
-def default_release_delta(n_units: int) -> float:
-    """min(1e-5, 1/(10 N)): far below 1/N, as a guarantee for a few dozen units needs."""
-    return min(1e-5, 1.0 / (10 * n_units))
-
-
 def _bounds(name: str) -> tuple[float, float]:
     return next((low, high) for n, low, high in PARAMETER_BOUNDS if n == name)
 
@@ -178,7 +174,7 @@ class VesselSimFit(GenerativeMethod):
     ``clip`` bounds each unit's statistics vector (L2). ``fit_images`` simulated images per candidate and
     ``fit_evaluations`` candidates bound the (free) parameter search. ``size`` (height, width) of the
     samples defaults to the private images' size, which is treated as public (the camera's format).
-    ``noise_seed`` makes the DP noise reproducible (tests); by default it comes from the OS.
+    The DP noise is secret unless ``reproducible`` (then it follows from ``seed``: a research run, flagged).
 
     Learned: ``params_`` (the simulator parameters), ``released_`` (the noisy mean), ``report_``.
     """
@@ -197,7 +193,7 @@ class VesselSimFit(GenerativeMethod):
         prior_weight: float = 1.0,
         size: tuple[int, int] | None = None,
         seed: int = 0,
-        noise_seed: int | None = None,
+        reproducible: bool = False,
         run_dir: str | Path | None = None,
     ) -> None:
         self.epsilon = epsilon
@@ -209,7 +205,7 @@ class VesselSimFit(GenerativeMethod):
         self.prior_weight = prior_weight
         self.size = size
         self.seed = seed
-        self.noise_seed = noise_seed
+        self.reproducible = reproducible
         self.run_dir = run_dir
         self.params_: VesselSimParams | None = None
         self.released_: np.ndarray | None = None
@@ -220,7 +216,7 @@ class VesselSimFit(GenerativeMethod):
         return {
             "epsilon": float(self.epsilon), "delta": self.delta, "unit": PrivacyUnit.parse(self.unit).value, "clip": self.clip,
             "fit_images": self.fit_images, "fit_evaluations": self.fit_evaluations, "prior_weight": self.prior_weight,
-            "size": None if self.size is None else list(self.size), "seed": self.seed,
+            "size": None if self.size is None else list(self.size), "seed": self.seed, "reproducible": self.reproducible,
         }
 
     # -- the private step ------------------------------------------------------------------------
@@ -232,12 +228,12 @@ class VesselSimFit(GenerativeMethod):
         if not (math.isfinite(self.clip) and self.clip > 0):
             raise PrivacyError(f"clip must be a finite number > 0, got {self.clip}")
         n_units = data.n_units(unit)
-        delta = default_release_delta(n_units) if self.delta is None else check_delta(self.delta, n_units, unit.value)
+        delta = default_delta(n_units) if self.delta is None else check_delta(self.delta, n_units, unit.value)
         sensitivity = 2.0 * self.clip / n_units
-        sigma = gaussian_sigma(float(self.epsilon), delta, sensitivity)
+        mechanism = GaussianMechanism(sensitivity, float(self.epsilon), delta, seed=self.seed if self.reproducible else None)
         mean = unit_statistics(data, unit, self.clip).mean(axis=0)
-        rng = np.random.default_rng(secrets.randbits(128) if self.noise_seed is None else self.noise_seed)
-        return mean + rng.normal(0.0, sigma, mean.shape), sigma, sensitivity, delta, n_units
+        released = mechanism.add_noise(torch.from_numpy(np.asarray(mean, dtype=np.float64))).numpy()
+        return released, mechanism.sigma, sensitivity, delta, n_units
 
     def fit(self, data: ImageDataset | None = None, *, data_ref: str | None = None) -> Self:
         """Release the statistics of ``data`` once (booked in the budget ledger) and fit the simulator;
@@ -255,18 +251,19 @@ class VesselSimFit(GenerativeMethod):
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
         release_id = uuid.uuid4().hex
         n_units = data.n_units(unit)
-        delta = default_release_delta(n_units) if self.delta is None else float(self.delta)
+        delta = default_delta(n_units) if self.delta is None else float(self.delta)
         if run is not None:
             run.create({"method": METHOD_NAME, "run_id": release_id, "params": self.get_params(),
-                        "data": {"key": key, "ref": data_ref, "name": data.name, "records": len(data)}})
+                        "data": {"ref": data_ref, "name": data.name, "records": len(data)}})
         ledger = BudgetLedger()
-        ledger.reserve(key, release_id, float(self.epsilon), delta, unit, f"{METHOD_NAME} fit ({data.name})")
+        ledger.reserve(key, release_id, float(self.epsilon), delta, unit, f"{METHOD_NAME} fit ({data.name})",
+                       n_units=n_units, group_sizes=group_sizes(data, unit))
         released, sigma, sensitivity, delta, n_units = self.release_statistics(data)
-        epsilon = gaussian_epsilon(sigma, delta, sensitivity)
+        epsilon = gaussian_epsilon(sigma, sensitivity, delta)
         self.report_ = PrivacyReport(
             mechanism=GAUSSIAN_MECHANISM, accountant=GAUSSIAN_ACCOUNTANT, unit=unit.describe(data.record_kind), n_units=n_units,
             epsilon=epsilon, delta=delta, noise_multiplier=sigma / sensitivity, sensitivity=sensitivity, max_grad_norm=None,
-            steps=1, seed=self.seed, dataset=key, notes=self._notes(data, unit, sigma, delta),
+            steps=1, seed=self.seed, reproducible=self.reproducible, dataset=data.name, notes=self._notes(data, unit, sigma, delta),
         )
         ledger.settle(release_id, epsilon)
         self.released_ = released

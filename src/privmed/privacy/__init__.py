@@ -12,6 +12,8 @@ from typing import Any
 _EXPORTS = {
     "BudgetLedger": "privmed.privacy.ledger",
     "DPSGD_MECHANISM": "privmed.privacy.report",
+    "GAUSSIAN_MECHANISM": "privmed.privacy.gaussian",
+    "GaussianMechanism": "privmed.privacy.gaussian",
     "LAPLACE_MECHANISM": "privmed.privacy.report",
     "LaplaceAccountant": "privmed.privacy.accountants",
     "LaplaceMechanism": "privmed.privacy.mechanisms",
@@ -30,6 +32,8 @@ _EXPORTS = {
     "dpsgd_epsilon": "privmed.privacy.calibration",
     "dpsgd_noise_multiplier": "privmed.privacy.calibration",
     "dpsgd_steps_for": "privmed.privacy.calibration",
+    "gaussian_epsilon": "privmed.privacy.gaussian",
+    "gaussian_sigma": "privmed.privacy.gaussian",
     "group_privacy": "privmed.privacy.group",
     "group_privacy_report": "privmed.privacy.group",
     "laplace_scale": "privmed.privacy.mechanisms",
@@ -47,6 +51,8 @@ def _submodule(name: str) -> ModuleType:
             from privmed.privacy import accountants as module
         case "calibration":
             from privmed.privacy import calibration as module
+        case "gaussian":
+            from privmed.privacy import gaussian as module
         case "group":
             from privmed.privacy import group as module
         case "ledger":

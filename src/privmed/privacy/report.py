@@ -23,7 +23,7 @@ from privmed.fileio import write_json_atomic
 DPSGD_MECHANISM = "DP-SGD (subsampled Gaussian)"
 LAPLACE_MECHANISM = "Laplace"
 
-_ACCOUNTANT_TITLES = {"rdp": "RDP", "prv": "PRV", "laplace": "basic composition"}
+_ACCOUNTANT_TITLES = {"rdp": "RDP", "prv": "PRV", "laplace": "basic composition", "analytic-gaussian": "analytic Gaussian"}
 _VERSIONED_PACKAGES = ("privmed", "torch", "opacus", "dp-accounting", "numpy")
 
 
