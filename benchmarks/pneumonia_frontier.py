@@ -40,6 +40,7 @@ import torch
 from pneumonia_common import DEFAULT_DATA, RESULTS_DIR, RUNS_DIR, ResultsFile, command_line
 from privmed.data import load
 from privmed.data.dataset import ImageDataset
+from privmed.data.grids import save_pair_grid
 from privmed.evaluate.attacks import AttackEmbedding, run_attacks
 from privmed.evaluate.classifier import evaluate_classifier, score_classifier
 from privmed.evaluate.diversity import real_vs_synthetic_auc
@@ -49,7 +50,6 @@ from privmed.fileio import write_json_atomic
 from privmed.methods.acgan import ACGAN
 from privmed.methods.dpmerf import DPMERF
 from privmed.methods.dpsgd_classifier import DPSGDClassifier
-from privmed.data.grids import save_pair_grid
 
 logger = logging.getLogger("pneumonia_frontier")
 WORK = RUNS_DIR / "pneumonia_frontier"
