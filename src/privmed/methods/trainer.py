@@ -106,6 +106,11 @@ class PrivateGradient:
         self.group.sum_gradients(self.module)
         return None
 
+    def settle(self) -> None:
+        """Stop drawing noise ahead: the last step is done (no background draw outlives training)."""
+        if self.engine is not None:
+            self.engine.settle()
+
     def close(self) -> None:
         """Hand the module back as a plain module (after training; its parameters require gradients again)."""
         if self.engine is not None:
@@ -296,6 +301,7 @@ class DPTrainer:
                         metrics={name: float(value) for name, value in metrics.items()},
                     )
                 )
+        self.gradient.settle()
         epsilon = self.epsilon_spent()
         if self.group.is_main:
             logger.info(

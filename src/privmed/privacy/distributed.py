@@ -210,5 +210,7 @@ def process_group(enabled: bool = True, backend: str | None = None) -> Iterator[
     group = init_from_env(backend)
     try:
         yield group
+        # Every rank leaves together: a rank that tears down gloo while another still talks to it can abort at exit.
+        torch.distributed.barrier()
     finally:
         shutdown()

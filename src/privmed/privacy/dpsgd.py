@@ -458,7 +458,7 @@ class DPGradient:
 
     def close(self) -> None:
         """Hand the parameters back to autograd (``requires_grad=True``); the engine is unusable afterwards."""
-        self._settle()
+        self.settle()
         for parameter in self.parameters:
             parameter.requires_grad_(True)
         self._layers, self.parameters = [], []
@@ -588,8 +588,8 @@ class DPGradient:
             self._pending = _background().submit(self._draw)
         return noises
 
-    def _settle(self) -> None:
-        """Wait for (and drop) a noise draw running in the background."""
+    def settle(self) -> None:
+        """Wait for (and drop) a noise draw running in the background: when no step follows, so no thread outlives training."""
         if self._pending is not None:
             self._pending.result()
             self._pending = None
@@ -628,5 +628,5 @@ class DPGradient:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue a reproducible stream where :meth:`state_dict` left it (nothing to restore for a secret one)."""
-        self._settle()
+        self.settle()
         self._stream.load_state_dict(state)
