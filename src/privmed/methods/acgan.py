@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from privmed.data.dataset import ImageDataset
 from privmed.data.grids import save_pair_grid
 from privmed.errors import DataError, PrivmedError
+from privmed.methods.base import class_index
 from privmed.methods.generative import DPGenerativeMethod
 from privmed.methods.trainer import EpochCallback, PrivateGradient, ProgressCallback, start_run
 from privmed.models.acgan import LATENT_DIM, ACDiscriminator, ConditionalGenerator, build_size, one_hot
@@ -403,19 +404,6 @@ class ACGAN(DPGenerativeMethod):
             notes.append("the data carries no patient ids: one patient per image is assumed")
         return notes
 
-    def _class_index(self, class_label: int | str) -> int:
-        """A class given by index or name -> its index (a :class:`PrivmedError` names the known classes)."""
-        names = self.class_names_
-        if isinstance(class_label, str) and class_label in names:
-            return names.index(class_label)
-        try:
-            index = int(class_label)
-        except ValueError:
-            index = -1
-        if not 0 <= index < len(names):
-            raise PrivmedError(f"unknown class {class_label!r}: use an index 0..{len(names) - 1} or a name ({', '.join(names)})")
-        return index
-
     def sample(self, n: int, seed: int | None = None, class_label: int | str | None = None) -> ImageDataset:
         """``n`` synthetic labelled images, of class ``class_label`` (index or name) or by ``class_frequencies_``."""
         self._check_fitted("generator_")
@@ -425,7 +413,7 @@ class ACGAN(DPGenerativeMethod):
         if class_label is None:
             labels = torch.multinomial(torch.from_numpy(self.class_frequencies_), n, replacement=True, generator=rng)
         else:
-            labels = torch.full((n,), self._class_index(class_label), dtype=torch.long)
+            labels = torch.full((n,), class_index(self.class_names_, class_label), dtype=torch.long)
         latent = torch.randn(n, self.generator_.latent_dim, generator=rng)
         images = generate_images(self.generator_, latent, one_hot(labels, self.generator_.n_classes))
         metadata = {"method": METHOD_NAME, "privacy": self.report_.summary_line() if self.report_ else None}
@@ -441,8 +429,8 @@ class ACGAN(DPGenerativeMethod):
         if steps < 2 or n_latents < 1:
             raise PrivmedError(f"morph needs steps >= 2 and n_latents >= 1, got steps={steps}, n_latents={n_latents}")
         n_classes = self.generator_.n_classes
-        start = one_hot(torch.tensor([self._class_index(from_class)]), n_classes)
-        end = one_hot(torch.tensor([self._class_index(to_class)]), n_classes)
+        start = one_hot(torch.tensor([class_index(self.class_names_, from_class)]), n_classes)
+        end = one_hot(torch.tensor([class_index(self.class_names_, to_class)]), n_classes)
         weights = torch.linspace(0.0, 1.0, steps)[:, None]
         conditions = ((1 - weights) * start + weights * end).repeat(n_latents, 1)
         rng = torch.Generator().manual_seed(self.seed if seed is None else seed)

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Self
 
 from privmed.data.dataset import ImageDataset
-from privmed.errors import NotFittedError
+from privmed.errors import NotFittedError, PrivmedError
 from privmed.privacy.report import PrivacyReport
 
 
@@ -46,3 +46,16 @@ class PrivatizingMethod(PrivateMethod):
     @abstractmethod
     def privatize(self, data: ImageDataset, seed: int | None = None) -> ImageDataset:
         """Return the privatized copy of ``data``."""
+
+
+def class_index(names: list[str], class_label: int | str) -> int:
+    """A class given by index or name -> its index among ``names`` (a :class:`PrivmedError` names the known classes)."""
+    if isinstance(class_label, str) and class_label in names:
+        return names.index(class_label)
+    try:
+        index = int(class_label)
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(names):
+        raise PrivmedError(f"unknown class {class_label!r}: use an index 0..{len(names) - 1} or a name ({', '.join(names)})")
+    return index

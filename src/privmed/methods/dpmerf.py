@@ -33,7 +33,7 @@ import torch
 
 from privmed.data.dataset import ImageDataset
 from privmed.errors import DataError, NotFittedError, PrivacyError, PrivmedError
-from privmed.methods.base import GenerativeMethod
+from privmed.methods.base import GenerativeMethod, class_index
 from privmed.models.dpmerf import FEATURE_PARTS, ConditionalGenerator, FeatureMap
 from privmed.privacy.calibration import check_delta, default_delta
 from privmed.privacy.gaussian import (
@@ -352,7 +352,7 @@ class DPMERF(GenerativeMethod):
         if class_label is None:
             labels = torch.multinomial(torch.from_numpy(self.release_.class_frequencies), n, replacement=True, generator=rng)
         else:
-            labels = torch.full((n,), self._class_index(class_label), dtype=torch.long)
+            labels = torch.full((n,), class_index(self.class_names_, class_label), dtype=torch.long)
         latent = torch.randn(n, self.generator_.latent_dim, generator=rng)
         with torch.no_grad():
             images = torch.cat([self.generator_(z, y) for z, y in zip(latent.split(_SAMPLE_CHUNK), labels.split(_SAMPLE_CHUNK))])
@@ -362,18 +362,6 @@ class DPMERF(GenerativeMethod):
             class_names=self.class_names_, subjects=ids, sources=ids, name="dpmerf-synthetic", record_kind="image",
             subjects_known=False, metadata={"method": METHOD_NAME, "privacy": self.report_.summary_line() if self.report_ else None},
         )
-
-    def _class_index(self, class_label: int | str) -> int:
-        names = self.class_names_
-        if isinstance(class_label, str) and class_label in names:
-            return names.index(class_label)
-        try:
-            index = int(class_label)
-        except ValueError:
-            index = -1
-        if not 0 <= index < len(names):
-            raise PrivmedError(f"unknown class {class_label!r}: use an index 0..{len(names) - 1} or a name ({', '.join(names)})")
-        return index
 
     def privacy_report(self) -> PrivacyReport:
         """The guarantee of the release (and so of the generator and every sample)."""

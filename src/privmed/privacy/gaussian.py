@@ -22,6 +22,7 @@ from scipy import optimize, special, stats
 
 from privmed.errors import PrivacyError
 from privmed.privacy.calibration import check_epsilon
+from privmed.privacy.mechanisms import check_positive
 from privmed.privacy.secure_rng import random_stream
 
 GAUSSIAN_MECHANISM = "Gaussian (one release, analytic calibration)"
@@ -31,18 +32,8 @@ GAUSSIAN_PURPOSE = "gaussian-release"
 NEIGHBOURING_RELATIONS = ("add-remove", "replace-one")
 
 
-def _check_positive(value: float, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise PrivacyError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise PrivacyError(f"{name} must be a finite number > 0, got {value}")
-    return number
-
-
 def _check_delta(delta: float) -> float:
-    value = _check_positive(delta, "delta")
+    value = check_positive(delta, "delta")
     if value >= 1:
         raise PrivacyError(f"delta must be in (0, 1), got {delta}")
     return value
@@ -50,7 +41,7 @@ def _check_delta(delta: float) -> float:
 
 def gaussian_delta(sigma: float, sensitivity: float, epsilon: float) -> float:
     """The smallest delta for which N(0, sigma^2) noise on an L2-sensitivity query is (epsilon, delta)-DP."""
-    sigma, sensitivity = _check_positive(sigma, "sigma"), _check_positive(sensitivity, "sensitivity")
+    sigma, sensitivity = check_positive(sigma, "sigma"), check_positive(sensitivity, "sensitivity")
     epsilon = float(epsilon)
     if epsilon < 0:
         raise PrivacyError(f"epsilon must be >= 0, got {epsilon}")
@@ -79,7 +70,7 @@ def gaussian_sigma(sensitivity: float, epsilon: float, delta: float) -> float:
 
     Returned rounded up by a relative 1e-9, so ``gaussian_delta(sigma, ...)`` is at most ``delta``.
     """
-    sensitivity, epsilon, delta = _check_positive(sensitivity, "sensitivity"), check_epsilon(epsilon), _check_delta(delta)
+    sensitivity, epsilon, delta = check_positive(sensitivity, "sensitivity"), check_epsilon(epsilon), _check_delta(delta)
     low, high = sensitivity * 1e-3, sensitivity
     while gaussian_delta(high, sensitivity, epsilon) > delta:
         low, high = high, high * 2
@@ -102,7 +93,7 @@ class GaussianMechanism:
     mechanism = GAUSSIAN_MECHANISM
 
     def __init__(self, sensitivity: float, epsilon: float, delta: float, *, seed: int | None = None) -> None:
-        self.sensitivity = _check_positive(sensitivity, "sensitivity")
+        self.sensitivity = check_positive(sensitivity, "sensitivity")
         self.epsilon = check_epsilon(epsilon)
         self.delta = _check_delta(delta)
         self.sigma = gaussian_sigma(self.sensitivity, self.epsilon, self.delta)

@@ -24,7 +24,7 @@ LAPLACE_PURPOSE = "laplace-noise"
 
 def laplace_scale(sensitivity: float, epsilon: float) -> float:
     """The Laplace scale b = sensitivity / epsilon that makes one release epsilon-DP."""
-    return _check_sensitivity(sensitivity) / check_epsilon(epsilon)
+    return check_positive(sensitivity) / check_epsilon(epsilon)
 
 
 class LaplaceMechanism:
@@ -38,7 +38,7 @@ class LaplaceMechanism:
     mechanism = LAPLACE_MECHANISM
 
     def __init__(self, sensitivity: float, epsilon: float, seed: int | None = None) -> None:
-        self.sensitivity = _check_sensitivity(sensitivity)
+        self.sensitivity = check_positive(sensitivity)
         self.epsilon = check_epsilon(epsilon)
         self.seed = None if seed is None else int(seed)
         self._stream = random_stream(self.seed, LAPLACE_PURPOSE)
@@ -68,11 +68,12 @@ class LaplaceMechanism:
         return f"LaplaceMechanism(sensitivity={self.sensitivity:g}, epsilon={self.epsilon:g}, scale={self.scale:g}{seed})"
 
 
-def _check_sensitivity(sensitivity: float) -> float:
+def check_positive(value: float, name: str = "sensitivity") -> float:
+    """``value`` as a float, or a :class:`PrivacyError` naming ``name`` unless it is finite and > 0."""
     try:
-        value = float(sensitivity)
+        number = float(value)
     except (TypeError, ValueError):
-        raise PrivacyError(f"sensitivity must be a number, got {sensitivity!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise PrivacyError(f"sensitivity must be a finite number > 0, got {sensitivity}")
-    return value
+        raise PrivacyError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise PrivacyError(f"{name} must be a finite number > 0, got {value}")
+    return number
