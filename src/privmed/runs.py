@@ -23,7 +23,7 @@ from privmed.errors import PrivmedError
 from privmed.fileio import atomic_path, write_json_atomic
 
 
-def run_config(method: str, params: dict[str, Any], data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def run_config(method: str, params: dict[str, Any], data: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     """The one config.json schema of a run: the method's name, a fresh run id, its options, its data, then extras.
 
     ``params`` are the method's constructor options (a resume must match them); ``data`` holds at least

@@ -104,3 +104,11 @@ def test_fit_moves_the_parameters_towards_the_private_data() -> None:
     prior = VesselSimParams()
     assert abs(model.params_.background - truth.background) < 0.5 * abs(prior.background - truth.background)
     assert abs(model.params_.contrast - truth.contrast) < 0.5 * abs(prior.contrast - truth.contrast)
+
+
+@pytest.mark.parametrize(("option", "value"), [("unit", "patch"), ("clip", 0.0), ("delta", 0.5)])
+def test_a_bad_option_writes_no_run_and_books_nothing(private: ImageDataset, tmp_path: Path, option: str, value: object) -> None:
+    with pytest.raises(PrivacyError):
+        VesselSimFit(8.0, run_dir=tmp_path / "run", **{option: value}).fit(private)
+    assert not (tmp_path / "run").exists()
+    assert BudgetLedger().entries() == []

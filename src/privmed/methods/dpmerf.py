@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -48,7 +47,7 @@ from privmed.privacy.group import group_sizes
 from privmed.privacy.ledger import BudgetLedger, dataset_key
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit
-from privmed.runs import RunDirectory
+from privmed.runs import RunDirectory, run_config
 
 logger = logging.getLogger(__name__)
 
@@ -245,13 +244,13 @@ class DPMERF(GenerativeMethod):
         feature_map = self._feature_map(self.image_channels_, self.image_size_)
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
         key = dataset_key(data)
-        release_id = uuid.uuid4().hex
+        config = run_config(METHOD_NAME, self.get_params(), {
+            "ref": data_ref, "name": data.name, "image_channels": self.image_channels_, "image_size": self.image_size_,
+            "n_classes": len(self.class_names_), "class_names": list(self.class_names_),
+        })
+        release_id = str(config["run_id"])
         if run is not None:
-            run.create({
-                "method": METHOD_NAME, "run_id": release_id, "params": self.get_params(),
-                "data": {"ref": data_ref, "name": data.name, "image_channels": self.image_channels_,
-                         "image_size": self.image_size_, "n_classes": len(self.class_names_), "class_names": list(self.class_names_)},
-            })
+            run.create(config)
         ledger = BudgetLedger() if private else None
         if ledger is not None:
             ledger.reserve(key, release_id, epsilon, delta, unit, f"{self.method_label} {run.path if run else 'in memory'}",

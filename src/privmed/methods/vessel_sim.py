@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Self
@@ -48,7 +47,7 @@ from privmed.privacy.group import group_sizes
 from privmed.privacy.ledger import BudgetLedger, dataset_key
 from privmed.privacy.report import PrivacyReport
 from privmed.privacy.units import PrivacyUnit, plural
-from privmed.runs import RunDirectory
+from privmed.runs import RunDirectory, run_config
 
 METHOD_NAME = "vessel-sim"
 PUBLIC_PRIOR_NOTE = (
@@ -220,8 +219,8 @@ class VesselSimFit(GenerativeMethod):
         }
 
     # -- the private step ------------------------------------------------------------------------
-    def release_statistics(self, data: ImageDataset) -> tuple[np.ndarray, float, float, float, int]:
-        """The one DP release: (noisy mean, noise std, sensitivity, delta, N). No accounting here."""
+    def _release_plan(self, data: ImageDataset) -> tuple[PrivacyUnit, int, float]:
+        """The release's unit, N and delta, after checking the options (before anything is written or booked)."""
         unit = PrivacyUnit.parse(self.unit)
         if unit is PrivacyUnit.RECORD:
             raise PrivacyError("vessel-sim protects whole images or patients: use unit 'image' or 'patient'")
@@ -229,6 +228,11 @@ class VesselSimFit(GenerativeMethod):
             raise PrivacyError(f"clip must be a finite number > 0, got {self.clip}")
         n_units = data.n_units(unit)
         delta = default_delta(n_units) if self.delta is None else check_delta(self.delta, n_units, unit.value)
+        return unit, n_units, delta
+
+    def release_statistics(self, data: ImageDataset) -> tuple[np.ndarray, float, float, float, int]:
+        """The one DP release: (noisy mean, noise std, sensitivity, delta, N). No accounting here."""
+        unit, n_units, delta = self._release_plan(data)
         sensitivity = 2.0 * self.clip / n_units
         mechanism = GaussianMechanism(sensitivity, float(self.epsilon), delta, seed=self.seed if self.reproducible else None)
         mean = unit_statistics(data, unit, self.clip).mean(axis=0)
@@ -246,15 +250,13 @@ class VesselSimFit(GenerativeMethod):
         if data is None:
             raise PrivmedError("a DP fit of the simulator needs the private data (or epsilon = 0 for the public prior)")
         check_pairs(data)
-        unit = PrivacyUnit.parse(self.unit)
+        unit, n_units, delta = self._release_plan(data)
         key = dataset_key(data)
         run = RunDirectory(self.run_dir) if self.run_dir is not None else None
-        release_id = uuid.uuid4().hex
-        n_units = data.n_units(unit)
-        delta = default_delta(n_units) if self.delta is None else float(self.delta)
+        config = run_config(METHOD_NAME, self.get_params(), {"ref": data_ref, "name": data.name, "records": len(data)})
+        release_id = str(config["run_id"])
         if run is not None:
-            run.create({"method": METHOD_NAME, "run_id": release_id, "params": self.get_params(),
-                        "data": {"ref": data_ref, "name": data.name, "records": len(data)}})
+            run.create(config)
         ledger = BudgetLedger()
         ledger.reserve(key, release_id, float(self.epsilon), delta, unit, f"{METHOD_NAME} fit ({data.name})",
                        n_units=n_units, group_sizes=group_sizes(data, unit))
@@ -301,7 +303,7 @@ class VesselSimFit(GenerativeMethod):
             epsilon=0.0, delta=0.0, seed=self.seed, notes=[PUBLIC_ONLY_NOTE, PUBLIC_PRIOR_NOTE],
         )
         if self.run_dir is not None:
-            RunDirectory(self.run_dir).create({"method": METHOD_NAME, "run_id": uuid.uuid4().hex, "params": self.get_params(), "data": None})
+            RunDirectory(self.run_dir).create(run_config(METHOD_NAME, self.get_params(), None))
             self.save(self.run_dir)
         return self
 
