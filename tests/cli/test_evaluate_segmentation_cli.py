@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from privmed.cli import app
@@ -90,3 +91,14 @@ def test_segmentation_with_an_unlabelled_test_set_fails_cleanly(tmp_path) -> Non
     assert result.exit_code == 1
     assert "no segmentation labels" in result.output
     assert not (tmp_path / "out" / "segmentation.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unusable_device_is_refused_before_anything_is_written(tmp_path) -> None:
+    result = runner.invoke(app, [
+        "evaluate", "segmentation", "--train", "phantom:train", "--test", "phantom:test", "--out", str(tmp_path / "out"), "--steps", "1",
+        "--device", "cuda",
+    ])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--device" in result.output and "not usable" in result.output
+    assert not (tmp_path / "out").exists()

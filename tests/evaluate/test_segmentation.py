@@ -127,6 +127,24 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path) -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_a_checkpoint_resumes_on_another_device(tmp_path) -> None:
+    """The device is not part of the checkpoint key: a run stopped on one device goes on from its step on another."""
+    config = SegmentationConfig(steps=8, patch_size=32, **TINY)
+    train = line_images(3)
+
+    def crash(step: int, total: int, loss: float) -> None:
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_unet(train, config, checkpoint=tmp_path / "unet.pt", checkpoint_every=4, progress=crash)
+    steps_run = []
+    moved = SegmentationConfig(steps=8, patch_size=32, device="cpu:0", **TINY)
+    model = train_unet(train, moved, checkpoint=tmp_path / "unet.pt", checkpoint_every=4, progress=lambda step, _total, _loss: steps_run.append(step))
+    assert steps_run == [5, 6, 7, 8]
+    assert next(model.parameters()).device == torch.device("cpu")
+
+
 def test_observer_identical_labels_score_perfectly() -> None:
     test = line_images(2)
     scores = observer_scores(test, test, "t").summary()

@@ -89,6 +89,9 @@ class SegmentationConfig:
     clahe: bool = True
     overlap: float = 0.25
     test_scale: float | None = None
+    device: str = "cpu"
+    """Where the U-Net trains and predicts (``cuda`` on a GPU); the patches are drawn on the CPU either way,
+    so the schedule is the same, but a GPU's kernels are not bit-identical to the CPU's."""
 
     @property
     def divisor(self) -> int:
@@ -166,7 +169,8 @@ def _config_key(config: SegmentationConfig, data: ImageDataset) -> dict[str, Any
     for array in (np.round(data.images * 255).astype(np.uint8), data.segmentations):
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
-    return {"config": asdict(config), "train_pairs": digest.hexdigest()}
+    settings = {k: v for k, v in asdict(config).items() if k != "device"}  # a run may resume on another device
+    return {"config": settings, "train_pairs": digest.hexdigest()}
 
 
 def train_unet(
@@ -189,7 +193,8 @@ def train_unet(
     images = torch.from_numpy(preprocess_images(train, clahe=config.clahe))
     labels = torch.from_numpy(train.segmentations.astype(np.float32))
     torch.manual_seed(config.seed)
-    model = config.network()
+    device = torch.device(config.device)
+    model = config.network().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1))
     loss_function = DiceCELoss(sigmoid=True)
@@ -198,7 +203,7 @@ def train_unet(
     key = _config_key(config, train)
     checkpoint_path = Path(checkpoint) if checkpoint is not None else None
     if checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # load_state_dict moves it to the device
         if state.get("key") == key:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -227,7 +232,7 @@ def train_unet(
                 pair = pair.transpose(-1, -2)
             batch_images.append(pair[0:1])
             batch_labels.append(pair[1:2])
-        loss = loss_function(model(torch.stack(batch_images)), torch.stack(batch_labels))
+        loss = loss_function(model(torch.stack(batch_images).to(device)), torch.stack(batch_labels).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -277,6 +282,7 @@ def predict(
     ``train`` (its record kind and size) decides whether test images are resampled (module docstring).
     """
     model.eval()
+    device = next(model.parameters()).device
     predictions = np.zeros((len(test), 1, *test.spatial_shape), dtype=np.uint8)
     prepared = np.zeros((len(test), 1, *test.spatial_shape), dtype=np.float32)
     for i in range(len(test)):
@@ -284,9 +290,9 @@ def predict(
         size = _inference_size(test.spatial_shape, train, config)
         image = torch.from_numpy(preprocess_images(_resample(single, size).numpy(), clahe=config.clahe))
         logits = sliding_window_inference(
-            image, roi_size=(patch_size, patch_size), sw_batch_size=32, predictor=model, overlap=config.overlap, mode="gaussian"
+            image.to(device), roi_size=(patch_size, patch_size), sw_batch_size=32, predictor=model, overlap=config.overlap, mode="gaussian"
         )
-        probability = _resample(torch.sigmoid(logits), test.spatial_shape)
+        probability = _resample(torch.sigmoid(logits).cpu(), test.spatial_shape)
         predictions[i] = (probability[0] > 0.5).numpy().astype(np.uint8)
         prepared[i] = _resample(image, test.spatial_shape)[0].numpy()
     return predictions, prepared
