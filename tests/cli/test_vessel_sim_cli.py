@@ -31,6 +31,24 @@ def test_train_then_generate_carries_the_guarantee_and_books_it(tmp_path: Path) 
     assert json.loads((out / "privacy.json").read_text())["epsilon"] == pytest.approx(4.0)
 
 
+def test_geometry_statistics_release_six_label_statistics_and_keep_the_appearance_public(tmp_path: Path) -> None:
+    from privmed.data.vessel_sim import VesselSimParams
+    from privmed.methods.vessel_sim import GEOMETRY_PARAMETERS
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "vessel-sim", "--data", "phantom:train", "--out", str(run), "--epsilon", "4", "--evaluations", "12",
+        "--statistics", "geometry", "--prior-weight", "10",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fit = json.loads((run / "fit.json").read_text())
+    assert fit["statistics"] == ["vessel_fraction", "width~1-2", "width~2-3", "width~3-5", "width~5-7", "width>=7"]
+    assert len(fit["released_mean"]) == 6
+    defaults = VesselSimParams().to_dict()
+    assert {k: v for k, v in fit["simulator_params"].items() if k not in GEOMETRY_PARAMETERS} == {k: v for k, v in defaults.items() if k not in GEOMETRY_PARAMETERS}
+    assert json.loads((run / "config.json").read_text())["params"]["statistics"] == "geometry"
+
+
 def test_public_prior_alone_reads_no_data_and_says_epsilon_zero(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "vessel-sim", "--epsilon", "0", "--out", str(tmp_path / "prior"), "--size", "64"])
     assert result.exit_code == 0, result.output

@@ -11,9 +11,10 @@ from dp_accounting.pld import privacy_loss_distribution
 
 from privmed.data.dataset import ImageDataset
 from privmed.data.vessel_sim import VesselSimParams, simulate_vessels
-from privmed.errors import PrivacyError
+from privmed.errors import PrivacyError, PrivmedError
 from privmed.methods.vessel_sim import (
-    STATISTICS,
+    GEOMETRY_PARAMETERS,
+    STATISTIC_SETS,
     VesselSimFit,
     unit_statistics,
 )
@@ -45,8 +46,9 @@ def test_per_unit_statistics_never_exceed_the_clip(trial: int) -> None:
     data = _random_pairs(rng, int(rng.integers(1, 7)))
     clip = float(rng.choice([1e-3, 0.05, 0.4, 1.0, 3.0]))
     for unit in ("image", "patient"):
-        vectors = unit_statistics(data, unit, clip)
-        assert vectors.shape == (data.n_units(unit), len(STATISTICS))
+        statistics = str(rng.choice(list(STATISTIC_SETS)))
+        vectors = unit_statistics(data, unit, clip, statistics)
+        assert vectors.shape == (data.n_units(unit), len(STATISTIC_SETS[statistics][0]))
         assert np.isfinite(vectors).all()
         assert (np.linalg.norm(vectors, axis=1) <= clip * (1 + 1e-12)).all()
 
@@ -80,7 +82,7 @@ def test_privacy_json_epsilon_matches_dp_accounting_and_is_booked(private: Image
     assert any("replace-one" in note for note in report.notes) and any("public data" in note for note in report.notes)
     assert BudgetLedger().spent(dataset_key(private), "image")[0] == pytest.approx(8.0)
     fit = json.loads((run / "fit.json").read_text())
-    assert len(fit["released_mean"]) == len(STATISTICS) and fit["noise_std"] == pytest.approx(sigma)
+    assert len(fit["released_mean"]) == len(STATISTIC_SETS["all"][0]) and fit["noise_std"] == pytest.approx(sigma)
     samples = VesselSimFit.load(run).sample(3, seed=1)
     assert samples.images.shape == (3, 1, 48, 48) and samples.segmentations is not None and samples.masks is not None
     np.testing.assert_array_equal(samples.images, model.sample(3, seed=1).images)
@@ -106,9 +108,20 @@ def test_fit_moves_the_parameters_towards_the_private_data() -> None:
     assert abs(model.params_.contrast - truth.contrast) < 0.5 * abs(prior.contrast - truth.contrast)
 
 
-@pytest.mark.parametrize(("option", "value"), [("unit", "patch"), ("clip", 0.0), ("delta", 0.5)])
+def test_a_geometry_fit_moves_the_vessel_tree_and_leaves_the_appearance_public() -> None:
+    truth = VesselSimParams(vessel_width=0.03, contrast=0.12)
+    private = simulate_vessels(30, size=96, seed=5, params=truth)
+    model = VesselSimFit(50.0, statistics="geometry", reproducible=True, fit_images=3, fit_evaluations=60).fit(private)
+    prior = VesselSimParams()
+    assert abs(model.params_.vessel_width - truth.vessel_width) < 0.5 * abs(prior.vessel_width - truth.vessel_width)
+    unfitted = [f for f in prior.to_dict() if f not in GEOMETRY_PARAMETERS]
+    assert {f: getattr(model.params_, f) for f in unfitted} == {f: getattr(prior, f) for f in unfitted}
+    assert len(model.released_) == 6
+
+
+@pytest.mark.parametrize(("option", "value"), [("unit", "patch"), ("clip", 0.0), ("delta", 0.5), ("statistics", "texture")])
 def test_a_bad_option_writes_no_run_and_books_nothing(private: ImageDataset, tmp_path: Path, option: str, value: object) -> None:
-    with pytest.raises(PrivacyError):
+    with pytest.raises(PrivmedError):
         VesselSimFit(8.0, run_dir=tmp_path / "run", **{option: value}).fit(private)
     assert not (tmp_path / "run").exists()
     assert BudgetLedger().entries() == []

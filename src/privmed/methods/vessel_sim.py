@@ -78,6 +78,22 @@ _SCALE = 1.4
 """Common factor that brings the public simulator's vectors (at its defaults, DRIVE size) to norm about 0.85,
 below the default clip of 1: set from the public prior, never from private data."""
 
+GEOMETRY_PARAMETERS = ("vessel_width", "segment_length", "min_width_px", "asymmetry")
+"""What the ``geometry`` statistics fit: the vessel tree that the labels show (the rest keep their defaults)."""
+
+STATISTIC_SETS: dict[str, tuple[tuple[int, ...], tuple[str, ...], float]] = {
+    "all": (tuple(range(len(STATISTICS))), FITTED_PARAMETERS, 1.0),
+    "geometry": ((0, 1, 2, 3, 4, 5), GEOMETRY_PARAMETERS, 1.7),
+}
+"""The statistics a fit releases: their columns of :data:`STATISTICS`, the simulator parameters fitted to them,
+and a factor that brings the public simulator's vector (defaults, DRIVE size) back to norm about 0.85.
+
+``geometry`` releases only the label statistics (vessel density and widths): image appearance (contrast,
+illumination, noise, blur) keeps its public defaults. With 6 coordinates instead of 15 each one gets 1.7x
+the share of the clip, so 1.7x the signal-to-noise ratio at the same epsilon; and a segmentation network,
+which sees images through CLAHE, is hurt more by a noisy appearance estimate (a camera noise fitted to
+zero) than it gains from a right one (benchmarks/results/drive_frontier.md)."""
+
 
 def _green(images: np.ndarray) -> np.ndarray:
     """The channel segmentation uses: green of RGB, a single channel as it is."""
@@ -138,12 +154,20 @@ def check_pairs(data: ImageDataset) -> None:
         raise DataError(f"{data.name}: the vessel simulator is 2D, got spatial shape {data.spatial_shape}")
 
 
-def dataset_statistics(data: ImageDataset) -> np.ndarray:
-    """Per-record statistics vectors of ``data`` (records x :data:`STATISTICS`)."""
+def dataset_statistics(data: ImageDataset, statistics: str = "all") -> np.ndarray:
+    """Per-record statistics vectors of ``data`` (records x the columns of ``statistics``, see :data:`STATISTIC_SETS`)."""
     check_pairs(data)
+    columns, _, factor = _statistic_set(statistics)
     images = _green(data.images)
     masks = np.ones_like(images, dtype=bool) if data.masks is None else data.masks[:, 0].astype(bool)
-    return np.stack([vessel_statistics(images[i], data.segmentations[i, 0], masks[i]) for i in range(len(data))])
+    vectors = np.stack([vessel_statistics(images[i], data.segmentations[i, 0], masks[i]) for i in range(len(data))])
+    return factor * vectors[:, list(columns)]
+
+
+def _statistic_set(statistics: str) -> tuple[tuple[int, ...], tuple[str, ...], float]:
+    if statistics not in STATISTIC_SETS:
+        raise PrivmedError(f"unknown statistics {statistics!r}: use one of {', '.join(STATISTIC_SETS)}")
+    return STATISTIC_SETS[statistics]
 
 
 def clip_rows(vectors: np.ndarray, clip: float) -> np.ndarray:
@@ -152,9 +176,9 @@ def clip_rows(vectors: np.ndarray, clip: float) -> np.ndarray:
     return vectors * np.minimum(1.0, clip / np.maximum(norms, 1e-12))
 
 
-def unit_statistics(data: ImageDataset, unit: PrivacyUnit | str, clip: float) -> np.ndarray:
+def unit_statistics(data: ImageDataset, unit: PrivacyUnit | str, clip: float, statistics: str = "all") -> np.ndarray:
     """One clipped statistics vector per privacy unit: the mean of its records' vectors, then clipped."""
-    per_record = dataset_statistics(data)
+    per_record = dataset_statistics(data, statistics)
     ids = data.unit_ids(unit)
     sums = np.zeros((int(ids.max()) + 1, per_record.shape[1]))
     np.add.at(sums, ids, per_record)
@@ -171,8 +195,10 @@ class VesselSimFit(GenerativeMethod):
     ``epsilon`` (per ``unit``: ``image`` or ``patient``) is spent once, on the mean of the clipped
     per-unit statistics; 0 releases the public prior alone. ``delta`` defaults to min(1e-5, 1/(10 N)).
     ``clip`` bounds each unit's statistics vector (L2). ``fit_images`` simulated images per candidate and
-    ``fit_evaluations`` candidates bound the (free) parameter search. ``size`` (height, width) of the
-    samples defaults to the private images' size, which is treated as public (the camera's format).
+    ``fit_evaluations`` candidates bound the (free) parameter search; ``prior_weight`` is the pull towards the
+    public defaults. ``statistics`` is what is released (:data:`STATISTIC_SETS`): ``all`` 15 image and label
+    statistics, or ``geometry`` the 6 label statistics only. ``size`` (height, width) of the samples defaults
+    to the private images' size, which is treated as public (the camera's format).
     The DP noise is secret unless ``reproducible`` (then it follows from ``seed``: a research run, flagged).
 
     Learned: ``params_`` (the simulator parameters), ``released_`` (the noisy mean), ``report_``.
@@ -190,6 +216,7 @@ class VesselSimFit(GenerativeMethod):
         fit_images: int = 3,
         fit_evaluations: int = 150,
         prior_weight: float = 1.0,
+        statistics: str = "all",
         size: tuple[int, int] | None = None,
         seed: int = 0,
         reproducible: bool = False,
@@ -202,6 +229,7 @@ class VesselSimFit(GenerativeMethod):
         self.fit_images = fit_images
         self.fit_evaluations = fit_evaluations
         self.prior_weight = prior_weight
+        self.statistics = statistics
         self.size = size
         self.seed = seed
         self.reproducible = reproducible
@@ -210,12 +238,17 @@ class VesselSimFit(GenerativeMethod):
         self.released_: np.ndarray | None = None
         self.report_: PrivacyReport | None = None
 
+    @property
+    def statistic_names(self) -> tuple[str, ...]:
+        """The names of the released statistics, in order."""
+        return tuple(STATISTICS[i] for i in _statistic_set(self.statistics)[0])
+
     def get_params(self) -> dict[str, Any]:
         """The options as JSON-ready values (what config.json stores)."""
         return {
             "epsilon": float(self.epsilon), "delta": self.delta, "unit": PrivacyUnit.parse(self.unit).value, "clip": self.clip,
             "fit_images": self.fit_images, "fit_evaluations": self.fit_evaluations, "prior_weight": self.prior_weight,
-            "size": None if self.size is None else list(self.size), "seed": self.seed, "reproducible": self.reproducible,
+            "statistics": self.statistics, "size": None if self.size is None else list(self.size), "seed": self.seed, "reproducible": self.reproducible,
         }
 
     # -- the private step ------------------------------------------------------------------------
@@ -226,6 +259,7 @@ class VesselSimFit(GenerativeMethod):
             raise PrivacyError("vessel-sim protects whole images or patients: use unit 'image' or 'patient'")
         if not (math.isfinite(self.clip) and self.clip > 0):
             raise PrivacyError(f"clip must be a finite number > 0, got {self.clip}")
+        _statistic_set(self.statistics)
         n_units = data.n_units(unit)
         delta = default_delta(n_units) if self.delta is None else check_delta(self.delta, n_units, unit.value)
         return unit, n_units, delta
@@ -235,7 +269,7 @@ class VesselSimFit(GenerativeMethod):
         unit, n_units, delta = self._release_plan(data)
         sensitivity = 2.0 * self.clip / n_units
         mechanism = GaussianMechanism(sensitivity, float(self.epsilon), delta, seed=self.seed if self.reproducible else None)
-        mean = unit_statistics(data, unit, self.clip).mean(axis=0)
+        mean = unit_statistics(data, unit, self.clip, self.statistics).mean(axis=0)
         released = mechanism.add_noise(torch.from_numpy(np.asarray(mean, dtype=np.float64))).numpy()
         return released, mechanism.sigma, sensitivity, delta, n_units
 
@@ -281,7 +315,7 @@ class VesselSimFit(GenerativeMethod):
         notes = [
             f"neighbouring relation: replace-one ({swapped}; the number N of {plural(unit.value)} is public), "
             "so the L2 sensitivity of the mean is 2 * clip / N",
-            f"one Gaussian release of the mean of {len(STATISTICS)} per-{unit.value} statistics, each unit's vector clipped to "
+            f"one Gaussian release of the mean of {len(self.statistic_names)} per-{unit.value} statistics ({self.statistics}), each unit's vector clipped to "
             f"L2 norm {self.clip:g}; noise std {sigma:.4g} per coordinate (analytic Gaussian, Balle & Wang 2018)",
             PUBLIC_PRIOR_NOTE,
             "the simulator parameters are chosen by post-processing of the released mean; samples are simulator draws",
@@ -311,7 +345,7 @@ class VesselSimFit(GenerativeMethod):
     def simulated_statistics(self, params: VesselSimParams, size: tuple[int, int]) -> np.ndarray:
         """Mean clipped statistics of ``fit_images`` simulated images (the same draws for every ``params``)."""
         sim = simulate_vessels(self.fit_images, size, seed=self.seed + 7919, params=params)
-        return clip_rows(dataset_statistics(sim), self.clip).mean(axis=0)
+        return clip_rows(dataset_statistics(sim, self.statistics), self.clip).mean(axis=0)
 
     def match(self, released: np.ndarray, noise_std: float, size: tuple[int, int]) -> VesselSimParams:
         """Simulator parameters whose simulated statistics are closest to ``released`` (post-processing).
@@ -324,20 +358,21 @@ class VesselSimFit(GenerativeMethod):
         With much noise the prior wins.
         """
         prior = VesselSimParams()
-        scale = np.array([(_bounds(n)[1] - _bounds(n)[0]) / 4 for n in FITTED_PARAMETERS])
-        start = np.array([getattr(prior, n) for n in FITTED_PARAMETERS])
-        z_low = (np.array([_bounds(n)[0] for n in FITTED_PARAMETERS]) - start) / scale
-        z_high = (np.array([_bounds(n)[1] for n in FITTED_PARAMETERS]) - start) / scale
+        fitted = _statistic_set(self.statistics)[1]
+        scale = np.array([(_bounds(n)[1] - _bounds(n)[0]) / 4 for n in fitted])
+        start = np.array([getattr(prior, n) for n in fitted])
+        z_low = (np.array([_bounds(n)[0] for n in fitted]) - start) / scale
+        z_high = (np.array([_bounds(n)[1] for n in fitted]) - start) / scale
         weight = math.sqrt(1.0 / (noise_std**2 + 0.01**2))
 
         def params_at(z: np.ndarray) -> VesselSimParams:
-            return replace(prior, **{n: float(v) for n, v in zip(FITTED_PARAMETERS, start + z * scale)})
+            return replace(prior, **{n: float(v) for n, v in zip(fitted, start + z * scale)})
 
         def residuals(z: np.ndarray) -> np.ndarray:
             mismatch = self.simulated_statistics(params_at(z), size) - released
             return np.concatenate([weight * mismatch, math.sqrt(self.prior_weight) * z])
 
-        z = np.zeros(len(FITTED_PARAMETERS))
+        z = np.zeros(len(fitted))
         current = residuals(z)
         evaluations, damping, step = 1, 1.0, 0.2
         while evaluations + len(z) + 1 <= self.fit_evaluations:
@@ -381,7 +416,7 @@ class VesselSimFit(GenerativeMethod):
         run = RunDirectory(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run.path / "fit.json", {
-            "statistics": list(STATISTICS),
+            "statistics": list(self.statistic_names),
             "released_mean": None if self.released_ is None else [float(v) for v in self.released_],
             "noise_std": self.noise_std_,
             "simulator_params": self.params_.to_dict(),
