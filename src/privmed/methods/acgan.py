@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -90,7 +91,7 @@ def discriminator_losses(real_fake: torch.Tensor, class_logits: torch.Tensor, is
 
 def check_recipe(discriminator_steps: int, generator_ema: float | None) -> None:
     """Refuse a discriminator-step count below 1 or an EMA decay outside [0, 1)."""
-    if isinstance(discriminator_steps, bool) or not isinstance(discriminator_steps, int) or discriminator_steps < 1:
+    if isinstance(discriminator_steps, bool) or not isinstance(discriminator_steps, numbers.Integral) or discriminator_steps < 1:
         raise PrivmedError(f"discriminator_steps must be an integer >= 1 (discriminator steps per generator step), got {discriminator_steps!r}")
     if generator_ema is not None and not 0.0 <= generator_ema < 1.0:
         raise PrivmedError(f"generator_ema is the decay of the generator's moving average and must lie in [0, 1), got {generator_ema!r}")
@@ -453,13 +454,13 @@ class ACGAN(DPGenerativeMethod):
         ]
         if self.discriminator_steps > 1:
             notes.append(
-                f"{self.discriminator_steps} discriminator steps per generator step (Bie et al. 2023; seed 001 took one): "
+                f"{self.discriminator_steps} discriminator steps per generator step (a departure from seed 001, which took one; Bie et al. 2023): "
                 f"{plan.steps} discriminator steps, {plan.steps // self.discriminator_steps} generator steps"
             )
         if self.generator_ema is not None:
             notes.append(
-                f"samples come from an exponential moving average of the generator's weights (decay {self.generator_ema:g}, "
-                "Bie et al. 2023; seed 001 sampled the last generator): post-processing of the generator, no privacy cost"
+                f"samples come from an exponential moving average of the generator's weights (decay {self.generator_ema:g}; a departure "
+                "from seed 001, which sampled the last generator; Bie et al. 2023): post-processing of the generator, no privacy cost"
             )
         if not plan.private:
             return notes + [
