@@ -102,6 +102,7 @@ class ResultsFile:
         if path.exists():
             previous = json.loads(path.read_text())
             self.rows, self.runs = previous.get("rows", []), previous.get("runs", [])
+            self.notes = self.notes or previous.get("notes", [])  # a run that brings no notes keeps the file's
         self.runs.append(
             {
                 "command": command_line(),

@@ -70,3 +70,20 @@ def test_resume_of_a_finished_run_reads_its_data_and_options_from_the_run(traine
     after = json.loads((trained_run / "privacy.json").read_text())
     assert after["steps"] == before["steps"] == 4
     assert after["epsilon"] == pytest.approx(before["epsilon"], rel=1e-12)
+
+
+def test_the_recipe_options_reach_the_run_and_bad_ones_are_one_red_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIVMED_LEDGER", str(tmp_path / "ledger.json"))
+    base = ["train", "acgan", "--data", "phantom-classes:train", "--epsilon", "5", *SMALL]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "run"), "--discriminator-steps", "2", "--generator-ema", "0.9"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "run" / "config.json").read_text())["params"]
+    assert params["discriminator_steps"] == 2 and params["generator_ema"] == 0.9
+    notes = json.loads((tmp_path / "run" / "privacy.json").read_text())["notes"]
+    assert any("2 discriminator steps per generator step" in note for note in notes)
+    assert any("moving average of the generator's weights (decay 0.9" in note for note in notes)
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--generator-ema", "1"])
+    assert result.exit_code == 1 and "generator_ema" in result.output
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--discriminator-steps", "0"])
+    assert result.exit_code != 0
+    assert not (tmp_path / "bad").exists()

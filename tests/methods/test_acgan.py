@@ -1,5 +1,6 @@
 """AC-GAN: samples carry the requested class, accounting matches the calibration, exact resume, refusals,
-the class head learns from real rows only, and the discriminator's membership score."""
+the class head learns from real rows only, the discriminator's membership score, and Bie et al.'s recipe
+(k discriminator steps per generator step, samples from the generator's moving average)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from privmed.methods.trainer import PrivateGradient
 from privmed.models.acgan import ACDiscriminator, ConditionalGenerator
 from privmed.privacy.calibration import default_delta
 from privmed.privacy.plan import plan_training
+from privmed.runs import RunDirectory
 from tests.privacy.independent_accounting import pld_epsilon, rdp_epsilon
 
 # Tiny networks: 8 channels at the widest level's base, a 16-d latent.
@@ -199,3 +201,105 @@ def test_member_score_is_the_real_fake_logit_plus_the_class_log_probability(phan
         score_members(run_dir, load("phantom:train", n=2, size=32))
     with pytest.raises(DataError, match="class labels"):
         score_members(run_dir, dataclasses.replace(data, labels=data.labels + 2, class_names=None))
+
+
+def _task(discriminator_steps: int, generator_ema: float | None) -> tuple[acgan._ACGANTask, PrivateGradient]:
+    """A tiny non-private AC-GAN task on four random images, and the gradient its steps use."""
+    torch.manual_seed(0)
+    generator, discriminator = ConditionalGenerator(2, 1, 28, latent_dim=16, base_channels=8), ACDiscriminator(2, 1, 28, base_channels=8)
+    task = acgan._ACGANTask(
+        generator, discriminator, torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), np.arange(4),
+        n_fake=8, learning_rate=1e-2, class_weight=1.0, class_loss_on_generated=False, seed=0,
+        discriminator_steps=discriminator_steps, generator_ema=generator_ema,
+    )
+    plan = plan_training(target_epsilon=float("inf"), delta=0.1, unit="image", record_kind="image", n_units=4, batch_size=2, max_steps=8)
+    return task, PrivateGradient(discriminator, plan, seed=0)
+
+
+def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in module.named_parameters()}
+
+
+def test_the_generator_moves_only_on_every_kth_discriminator_step() -> None:
+    task, gradient = _task(discriminator_steps=3, generator_ema=None)
+    for step in range(7):
+        generator_before, discriminator_before = _weights(task.generator), _weights(task.private_module)
+        metrics = task.private_step(np.array([0, 2]), step, gradient)
+        generator_moved = any(not torch.equal(generator_before[n], t) for n, t in task.generator.named_parameters())
+        assert generator_moved == (step in (2, 5)) == ("generator_loss" in metrics), step
+        assert any(not torch.equal(discriminator_before[n], t) for n, t in task.private_module.named_parameters())
+
+
+def test_k_discriminator_steps_per_generator_step_are_what_the_accountant_counts(phantom: ImageDataset, tmp_path: Path) -> None:
+    model = ACGAN(4.0, max_steps=7, discriminator_steps=3, run_dir=tmp_path / "run", **TINY).fit(phantom)
+    report = model.privacy_report()
+    assert report.steps == 7
+    args = (16 / len(phantom), report.noise_multiplier, 7, report.delta)
+    assert pld_epsilon(*args) <= report.epsilon <= 1.05 * rdp_epsilon(*args) <= 1.05 * 4.0  # dp-accounting, not privmed
+    task_state = RunDirectory(tmp_path / "run").load_checkpoint()["task"]
+    adam_steps = {name: {float(s["step"]) for s in task_state[name]["state"].values()} for name in ("generator_optimizer", "discriminator_optimizer")}
+    assert adam_steps == {"generator_optimizer": {2.0}, "discriminator_optimizer": {7.0}}
+    assert any("3 discriminator steps per generator step" in note and "7 discriminator steps, 2 generator steps" in note for note in report.notes)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["params"]["discriminator_steps"] == 3
+
+
+def test_the_moving_average_is_the_exponential_average_of_the_generator_after_each_of_its_steps() -> None:
+    decay = 0.8
+    task, gradient = _task(discriminator_steps=2, generator_ema=decay)
+    expected: dict[str, torch.Tensor] | None = None
+    for step in range(8):
+        task.private_step(np.array([1, 3]), step, gradient)
+        if step % 2 == 1:  # a generator step: fold its weights in (the first one starts the average)
+            current = _weights(task.generator)
+            expected = current if expected is None else {n: decay * expected[n] + (1 - decay) * current[n] for n in current}
+    averaged = dict(task.average.named_parameters())
+    for name, tensor in expected.items():
+        torch.testing.assert_close(averaged[name].detach(), tensor, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(averaged["layers.0.weight"], task.generator.layers[0].weight)  # not simply the last generator
+    for (name, buffer), raw in zip(task.average.named_buffers(), task.generator.buffers()):
+        torch.testing.assert_close(buffer, raw, msg=name)  # BatchNorm statistics: copied from the generator
+
+
+def test_a_fitted_loaded_and_resumed_model_samples_from_the_moving_average(phantom: ImageDataset, tmp_path: Path) -> None:
+    options = dict(max_steps=6, checkpoint_every=3, reproducible=True, discriminator_steps=2, generator_ema=0.5, **TINY)
+    reference = ACGAN(4.0, run_dir=tmp_path / "whole", **options).fit(phantom)
+    state = RunDirectory(tmp_path / "whole").load_checkpoint()["task"]
+    raw = ConditionalGenerator(2, 1, phantom.spatial_shape[0], 16, 8)
+    raw.load_state_dict(state["generator"])
+    for name, tensor in reference.generator_.state_dict().items():
+        torch.testing.assert_close(tensor, state["generator_ema"][name], rtol=0, atol=0)
+    assert not torch.equal(reference.generator_.layers[0].weight, raw.layers[0].weight)
+    latent, labels = torch.randn(4, 16, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 1, 0, 1])
+    from_average = acgan.generate_images(reference.generator_, latent, acgan.one_hot(labels, 2))
+    assert not torch.allclose(from_average, acgan.generate_images(raw, latent, acgan.one_hot(labels, 2)))
+    loaded = ACGAN.load(tmp_path / "whole")
+    for name, tensor in loaded.generator_.state_dict().items():
+        torch.testing.assert_close(tensor, state["generator_ema"][name], rtol=0, atol=0)
+    np.testing.assert_array_equal(loaded.sample(5, seed=2).images, reference.sample(5, seed=2).images)
+
+    def kill(row: dict) -> None:
+        raise _Killed
+
+    with pytest.raises(_Killed):
+        ACGAN(4.0, run_dir=tmp_path / "killed", on_epoch=kill, **options).fit(phantom)
+    resumed = ACGAN.from_run(tmp_path / "killed").fit(phantom)  # the average continues from the checkpoint's
+    for name, tensor in reference.generator_.state_dict().items():
+        torch.testing.assert_close(resumed.generator_.state_dict()[name], tensor, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"discriminator_steps": 0}, "discriminator_steps must be an integer >= 1"),
+        ({"discriminator_steps": 2.5}, "discriminator_steps must be an integer >= 1"),
+        ({"generator_ema": 1.0}, r"generator_ema .* must lie in \[0, 1\)"),
+        ({"generator_ema": -0.1}, r"generator_ema .* must lie in \[0, 1\)"),
+    ],
+)
+def test_bad_recipe_options_are_refused_before_anything_is_written(
+    phantom: ImageDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict, message: str
+) -> None:
+    monkeypatch.setenv("PRIVMED_LEDGER", str(tmp_path / "ledger.json"))
+    with pytest.raises(PrivmedError, match=message):
+        ACGAN(1.0, max_steps=2, run_dir=tmp_path / "run", **options, **TINY).fit(phantom)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "ledger.json").exists()

@@ -24,7 +24,8 @@ EPSILON = 4.0
 TINY: dict[str, dict[str, Any]] = {
     "dpwgan": {"patch_size": 32, "patches_per_subject": 4, "batch_size": 8, "max_steps": 4, "n_critic": 2,
                "generator_channels": 8, "critic_channels": 8, "latent_dim": 16},
-    "acgan": {"batch_size": 16, "max_steps": 4, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16},
+    "acgan": {"batch_size": 16, "max_steps": 4, "generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16,
+              "discriminator_steps": 2, "generator_ema": 0.9},
     "cadp": {"clip": 2.0},
     "dpglow": {"alpha": 0.4},
     "pixel-ldp": {},

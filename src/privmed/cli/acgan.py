@@ -35,6 +35,12 @@ def train(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Expected private units per Poisson batch (sample rate q = this / units)."),
     learning_rate: float = typer.Option(1e-4, "--learning-rate", help="Adam learning rate of both networks (seed 001: 1e-4)."),
     base_channels: int = typer.Option(64, "--base-channels", min=1, help="Network width (seed 001: 64, i.e. 512 features at 4x4)."),
+    discriminator_steps: int = typer.Option(
+        1, "--discriminator-steps", min=1, help="Discriminator (DP) steps per generator step (seed 001: 1; Bie et al. 2023: many under DP)."
+    ),
+    generator_ema: float | None = typer.Option(
+        None, "--generator-ema", help="Sample from a moving average of the generator's weights with this decay in [0, 1) (Bie et al. 2023; default: off, as seed 001)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for networks, latents and classes (public; the DP noise and batches stay secret unless --reproducible)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
     reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches=" and the Poisson batches")),
@@ -46,6 +52,8 @@ def train(
     convolutions with a real/fake and a class head (GroupNorm, never BatchNorm); Adam lr 1e-4; class-loss
     weight 1. A real row's loss (real/fake + class) is clipped per unit and noised; each step draws a fresh
     Poisson batch and is one accountant step, calibrated so the planned steps spend exactly --epsilon.
+    Bie et al.'s recipe for DP GANs, both departures from seed 001: --discriminator-steps K (a generator step
+    every K discriminator steps) and --generator-ema DECAY (samples from the generator's moving average).
     """
     from privmed.methods.acgan import ACGAN
 
@@ -55,7 +63,7 @@ def train(
         create=lambda: ACGAN(
             epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,
-            seed=seed, reproducible=reproducible, run_dir=out, data_ref=data,
+            discriminator_steps=discriminator_steps, generator_ema=generator_ema, seed=seed, reproducible=reproducible, run_dir=out, data_ref=data,
         ),
     )
     losses = {"discriminator_loss": "discriminator", "generator_loss": "generator"}

@@ -25,11 +25,25 @@ What privmed does differently from seed 001, stated in every privacy report:
   are private). Samples follow ``class_frequencies``: the training frequencies for a non-private
   run; for a DP run uniform, unless public frequencies are given, since the exact training counts
   are not covered by epsilon.
+
+Two options follow Bie et al. 2023 ("Private GANs, revisited"), who found that a DP-SGD discriminator
+needs many steps per generator step: each of its steps sees a noisy gradient, and a generator that
+moves after every one of them trains against a discriminator that never catches up. Both are off by
+default (seed 001's behaviour) and stated in the privacy report when on:
+
+- ``discriminator_steps`` = k: a generator step after every k-th discriminator step (seed 001: k = 1).
+  The accountant counts the discriminator steps, which alone read private data;
+- ``generator_ema`` = d: samples (and preview grids) come from an exponential moving average of the
+  generator's weights, updated after every generator step with decay d and started from the weights
+  after the first one (seed 001 sampled the last generator). It smooths the generator's drift under
+  the discriminator's noisy updates and is post-processing of the generator, so it costs no privacy.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -37,6 +51,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from privmed.data.dataset import ImageDataset
 from privmed.data.grids import save_pair_grid
@@ -74,8 +89,33 @@ def discriminator_losses(real_fake: torch.Tensor, class_logits: torch.Tensor, is
     return loss
 
 
+def check_recipe(discriminator_steps: int, generator_ema: float | None) -> None:
+    """Refuse a discriminator-step count below 1 or an EMA decay outside [0, 1)."""
+    if isinstance(discriminator_steps, bool) or not isinstance(discriminator_steps, numbers.Integral) or discriminator_steps < 1:
+        raise PrivmedError(f"discriminator_steps must be an integer >= 1 (discriminator steps per generator step), got {discriminator_steps!r}")
+    if generator_ema is not None and not 0.0 <= generator_ema < 1.0:
+        raise PrivmedError(f"generator_ema is the decay of the generator's moving average and must lie in [0, 1), got {generator_ema!r}")
+
+
+def update_average(average: nn.Module, model: nn.Module, decay: float, *, first: bool) -> None:
+    """One EMA update of ``average``'s parameters towards ``model``'s (``first``: copy them); buffers are copied.
+
+    The buffers are BatchNorm's running statistics, themselves averages; copying them is what EMA
+    generators usually do.
+    """
+    with torch.no_grad():
+        for averaged, current in zip(average.parameters(), model.parameters()):
+            if first:
+                averaged.copy_(current)
+            else:
+                averaged.lerp_(current, 1.0 - decay)
+        for averaged, current in zip(average.buffers(), model.buffers()):
+            averaged.copy_(current)
+
+
 class _ACGANTask:
-    """The AC-GAN's private step for :class:`DPTrainer`: one discriminator step, then one generator step."""
+    """The AC-GAN's private step for :class:`DPTrainer`: one discriminator step, and a generator step every
+    ``discriminator_steps`` (then the weights' moving average, if ``generator_ema`` is set)."""
 
     metric_names = ("discriminator_loss", "generator_loss", "clipped_fraction")
 
@@ -92,8 +132,14 @@ class _ACGANTask:
         class_weight: float,
         class_loss_on_generated: bool,
         seed: int,
+        discriminator_steps: int = 1,
+        generator_ema: float | None = None,
     ) -> None:
         self.generator = generator
+        self.discriminator_steps = discriminator_steps
+        self.ema_decay = generator_ema
+        # Before the first generator step the average is the initial generator (only a run shorter than k steps samples it).
+        self.average = copy.deepcopy(generator) if generator_ema is not None else None
         self.private_module = discriminator
         self.images = images
         self.labels = labels
@@ -135,7 +181,11 @@ class _ACGANTask:
         unit_ids = torch.cat([self.unit_ids[index], torch.full((len(fake_labels),), -1, dtype=torch.long)])
         stats = gradient.backward(torch.cat([real_losses, fake_losses / self.n_fake]), unit_ids)
         self.discriminator_optimizer.step()
-        metrics = {"generator_loss": self._generator_step()}
+        metrics: dict[str, float] = {}
+        if (step + 1) % self.discriminator_steps == 0:
+            metrics["generator_loss"] = self._generator_step()
+            if self.average is not None:
+                update_average(self.average, self.generator, self.ema_decay, first=step + 1 == self.discriminator_steps)
         if n_real:
             metrics["discriminator_loss"] = float(real_losses.detach().mean() + fake_losses.detach().mean())
         if stats is not None:
@@ -154,25 +204,35 @@ class _ACGANTask:
         self.generator_optimizer.step()
         return float(losses.detach().mean())
 
+    @property
+    def sampler(self) -> ConditionalGenerator:
+        """The generator samples come from: the moving average when ``generator_ema`` is set, else the generator."""
+        return self.average if self.average is not None else self.generator
+
     def end_epoch(self, epoch: int, run: RunDirectory | None) -> None:
         """Write the epoch's sample grid: one row per class, the same latent vectors every epoch."""
         if run is None:
             return
-        images = generate_images(self.generator, self.preview_latent, one_hot(self.preview_labels, self.n_classes))
+        images = generate_images(self.sampler, self.preview_latent, one_hot(self.preview_labels, self.n_classes))
         preview = _images_dataset(images, self.preview_labels, None, "preview")
         save_pair_grid(preview, run.samples_dir / f"epoch_{epoch:04d}.png", n=len(preview), columns=_PREVIEW_PER_CLASS, scale=2)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "generator": self.generator.state_dict(),
             "discriminator": self.private_module.state_dict(),
             "generator_optimizer": self.generator_optimizer.state_dict(),
             "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
             "latent_rng": self.latents.get_state(),
         }
+        if self.average is not None:
+            state["generator_ema"] = self.average.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
+        if self.average is not None:
+            self.average.load_state_dict(state["generator_ema"])
         self.private_module.load_state_dict(state["discriminator"])
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
@@ -217,13 +277,17 @@ class ACGAN(DPGenerativeMethod):
     settings are the defaults: latent 100, Adam lr 1e-4, class-loss weight 1, base width 64.
     The discriminator's class head learns from real images only; ``class_loss_on_generated=True``
     also trains it on generated images, as seed 001 did (see the module docstring for why not).
-    ``class_frequencies`` (public, one per class) replaces the default sampling frequencies. With
+    ``class_frequencies`` (public, one per class) replaces the default sampling frequencies.
+    ``discriminator_steps`` (k discriminator steps per generator step) and ``generator_ema`` (sample
+    from a moving average of the generator's weights with this decay) are Bie et al.'s recipe for DP
+    GANs; their defaults (1, None) are seed 001's. With
     ``run_dir`` the run writes config.json, metrics.csv, checkpoints, sample grids and privacy.json.
     The DP noise and batches are secret unless ``reproducible`` (then they follow from ``seed``, and
     the report says so); under ``torchrun`` ``fit``
     trains data-parallel (:mod:`privmed.privacy.distributed`).
 
-    Learned: ``generator_``, ``report_``, ``class_frequencies_``, ``class_names_``.
+    Learned: ``generator_`` (the moving average when ``generator_ema`` is set), ``report_``, ``class_frequencies_``,
+    ``class_names_``.
     """
 
     def __init__(
@@ -238,6 +302,8 @@ class ACGAN(DPGenerativeMethod):
         learning_rate: float = 1e-4,
         class_weight: float = 1.0,
         class_loss_on_generated: bool = False,
+        discriminator_steps: int = 1,
+        generator_ema: float | None = None,
         max_grad_norm: float = 1.0,
         latent_dim: int = LATENT_DIM,
         generator_channels: int = 64,
@@ -264,6 +330,8 @@ class ACGAN(DPGenerativeMethod):
         self.learning_rate = learning_rate
         self.class_weight = class_weight
         self.class_loss_on_generated = class_loss_on_generated
+        self.discriminator_steps = discriminator_steps
+        self.generator_ema = generator_ema
         self.max_grad_norm = max_grad_norm
         self.latent_dim = latent_dim
         self.generator_channels = generator_channels
@@ -287,7 +355,7 @@ class ACGAN(DPGenerativeMethod):
     method_label = "AC-GAN"
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "epochs", "max_steps", "batch_size", "learning_rate", "class_weight", "class_loss_on_generated",
-        "max_grad_norm", "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
+        "discriminator_steps", "generator_ema", "max_grad_norm", "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
         "records_per_unit", "accountant", "seed", "checkpoint_every", "reproducible",
     )
 
@@ -326,8 +394,9 @@ class ACGAN(DPGenerativeMethod):
         """Train on labelled images ``data``; with ``resume`` set, continue the run in ``run_dir``.
 
         The run configuration's ``data_ref`` (how the data was loaded, e.g. ``phantom-classes:train``) is stored in
-        config.json so the CLI can resume without being told again.
+        config.json so the CLI can resume without being told again. Bad options are refused before anything is written.
         """
+        check_recipe(self.discriminator_steps, self.generator_ema)
         n_classes = self._check_data(data)
         image_size = data.spatial_shape[0]
         unit_ids, plan = self._plan(data)
@@ -352,6 +421,7 @@ class ACGAN(DPGenerativeMethod):
             generator, discriminator, torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64)), unit_ids,
             n_fake=self.batch_size, learning_rate=self.learning_rate, class_weight=self.class_weight,
             class_loss_on_generated=self.class_loss_on_generated, seed=self.seed,
+            discriminator_steps=self.discriminator_steps, generator_ema=self.generator_ema,
         )
         notes = self._notes(plan, data, delta_is_default=self.delta is None)
 
@@ -366,7 +436,7 @@ class ACGAN(DPGenerativeMethod):
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.report_ = trainer.train(resume=self.resume)
-        self.generator_ = generator.eval()
+        self.generator_ = task.sampler.eval()
         self.plan_ = plan
         self.class_frequencies_ = frequencies
         self.class_names_ = class_names
@@ -382,6 +452,16 @@ class ACGAN(DPGenerativeMethod):
             else "the discriminator's class head learns from real images only (seed 001 also trained it on generated "
             "images; under DP-SGD that let the networks agree on swapped classes)",
         ]
+        if self.discriminator_steps > 1:
+            notes.append(
+                f"{self.discriminator_steps} discriminator steps per generator step (a departure from seed 001, which took one; Bie et al. 2023): "
+                f"{plan.steps} discriminator steps, {plan.steps // self.discriminator_steps} generator steps"
+            )
+        if self.generator_ema is not None:
+            notes.append(
+                f"samples come from an exponential moving average of the generator's weights (decay {self.generator_ema:g}; a departure "
+                "from seed 001, which sampled the last generator; Bie et al. 2023): post-processing of the generator, no privacy cost"
+            )
         if not plan.private:
             return notes + [
                 "trained without differential privacy (epsilon = inf): a non-private reference, no guarantee",
@@ -446,7 +526,7 @@ class ACGAN(DPGenerativeMethod):
         generator = ConditionalGenerator(
             data["n_classes"], data["image_channels"], data["image_size"], model.latent_dim, model.generator_channels
         )
-        generator.load_state_dict(state["task"]["generator"])
+        generator.load_state_dict(state["task"]["generator_ema" if model.generator_ema is not None else "generator"])
         model.generator_ = generator.eval()
         model.class_names_ = list(data["class_names"])
         model.class_frequencies_ = np.asarray(config["sampling_class_frequencies"], dtype=np.float64)
