@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,44 @@ def test_bad_recipe_options_are_refused_before_anything_is_written(
     with pytest.raises(PrivmedError, match=message):
         ACGAN(1.0, max_steps=2, run_dir=tmp_path / "run", **options, **TINY).fit(phantom)
     assert not (tmp_path / "run").exists() and not (tmp_path / "ledger.json").exists()
+
+
+def _gradient_norm_of_a_step_on_generated_rows_only(clip_generated: bool) -> tuple[float, float]:
+    """The discriminator's DP gradient norm after one step whose Poisson batch holds no real row, and the bound
+    that clipping each generated row to C gives it plus the noise's expected norm (sigma C / B sqrt(d))."""
+    torch.manual_seed(0)
+    generator, discriminator = ConditionalGenerator(2, 1, 28, latent_dim=16, base_channels=8), ACDiscriminator(2, 1, 28, base_channels=8)
+    task = acgan._ACGANTask(
+        generator, discriminator, torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), np.arange(4),
+        n_fake=8, learning_rate=1e-2, class_weight=1.0, class_loss_on_generated=False, seed=0, clip_generated=clip_generated,
+    )
+    plan = plan_training(target_epsilon=1e5, delta=1e-3, unit="image", record_kind="image", n_units=4, batch_size=2, max_steps=1, max_grad_norm=1e-3)
+    gradient = PrivateGradient(discriminator, plan, seed=0)
+    norms = []
+    backward = gradient.backward
+
+    def recorded(losses: torch.Tensor, unit_ids: torch.Tensor):
+        stats = backward(losses, unit_ids)
+        norms.append(float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in discriminator.parameters() if p.grad is not None))))
+        return stats
+
+    gradient.backward = recorded
+    task.private_step(np.zeros(0, dtype=np.int64), 0, gradient)
+    gradient.close()
+    dimension = sum(p.numel() for p in discriminator.parameters())
+    noise = plan.noise_multiplier * plan.max_grad_norm / plan.expected_batch_units * math.sqrt(dimension)
+    return norms[0], 8 * plan.max_grad_norm / plan.expected_batch_units + 1.2 * noise
+
+
+def test_clip_generated_bounds_the_generated_rows_gradient_like_real_units() -> None:
+    clipped, bound = _gradient_norm_of_a_step_on_generated_rows_only(clip_generated=True)
+    assert clipped <= bound
+    unclipped, _ = _gradient_norm_of_a_step_on_generated_rows_only(clip_generated=False)
+    assert unclipped > 10 * bound  # seed 001's scaling: the generated rows' mean gradient, far above what a real unit may give
+
+
+def test_clip_generated_is_stated_as_a_departure_and_leaves_epsilon_to_the_accountant(phantom: ImageDataset) -> None:
+    model = ACGAN(2.0, max_steps=3, clip_generated=True, **TINY).fit(phantom)
+    assert any("generated row's discriminator gradient is clipped" in note for note in model.report_.notes)
+    plain = ACGAN(2.0, max_steps=3, **TINY).fit(phantom)
+    assert model.report_.epsilon == pytest.approx(plain.report_.epsilon) and model.report_.noise_multiplier == plain.report_.noise_multiplier

@@ -41,6 +41,9 @@ def train(
     generator_ema: float | None = typer.Option(
         None, "--generator-ema", help="Sample from a moving average of the generator's weights with this decay in [0, 1) (Bie et al. 2023; default: off, as seed 001)."
     ),
+    clip_generated: bool = typer.Option(
+        False, "--clip-generated", help="Clip each generated row's discriminator gradient like a real unit's (no noise; default off, as seed 001)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for networks, latents and classes (public; the DP noise and batches stay secret unless --reproducible)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its options and accountant."),
     reproducible: bool = typer.Option(False, "--reproducible", help=REPRODUCIBLE_HELP.format(batches=" and the Poisson batches")),
@@ -53,7 +56,8 @@ def train(
     weight 1. A real row's loss (real/fake + class) is clipped per unit and noised; each step draws a fresh
     Poisson batch and is one accountant step, calibrated so the planned steps spend exactly --epsilon.
     Bie et al.'s recipe for DP GANs, both departures from seed 001: --discriminator-steps K (a generator step
-    every K discriminator steps) and --generator-ema DECAY (samples from the generator's moving average).
+    every K discriminator steps) and --generator-ema DECAY (samples from the generator's moving average);
+    --clip-generated bounds each generated row's gradient like a real unit's.
     """
     from privmed.methods.acgan import ACGAN
 
@@ -63,7 +67,7 @@ def train(
         create=lambda: ACGAN(
             epsilon, delta=delta, unit=unit.value, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, generator_channels=base_channels, discriminator_channels=base_channels,
-            discriminator_steps=discriminator_steps, generator_ema=generator_ema, seed=seed, reproducible=reproducible, run_dir=out, data_ref=data,
+            discriminator_steps=discriminator_steps, generator_ema=generator_ema, clip_generated=clip_generated, seed=seed, reproducible=reproducible, run_dir=out, data_ref=data,
         ),
     )
     losses = {"discriminator_loss": "discriminator", "generator_loss": "generator"}

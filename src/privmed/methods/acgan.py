@@ -37,6 +37,11 @@ default (seed 001's behaviour) and stated in the privacy report when on:
   generator's weights, updated after every generator step with decay d and started from the weights
   after the first one (seed 001 sampled the last generator). It smooths the generator's drift under
   the discriminator's noisy updates and is post-processing of the generator, so it costs no privacy.
+
+A third option bounds what the generated rows teach the discriminator: ``clip_generated=True`` clips each
+generated row's gradient to the same norm as a real unit's and scales both by the same expected batch (it
+adds no noise: generated rows hold no private data). Without it the real rows' clipped, noised mean is
+outweighed by the generated rows' unclipped mean, and the discriminator learns mostly from its own fakes.
 """
 
 from __future__ import annotations
@@ -134,8 +139,10 @@ class _ACGANTask:
         seed: int,
         discriminator_steps: int = 1,
         generator_ema: float | None = None,
+        clip_generated: bool = False,
     ) -> None:
         self.generator = generator
+        self.clip_generated = clip_generated
         self.discriminator_steps = discriminator_steps
         self.ema_decay = generator_ema
         # Before the first generator step the average is the initial generator (only a run shorter than k steps samples it).
@@ -178,8 +185,13 @@ class _ACGANTask:
         # they train the real/fake head only, so the class head learns the classes from real images alone.
         real_losses = discriminator_losses(real_fake[:n_real], class_logits[:n_real], True, self.labels[index], self.class_weight)
         fake_losses = discriminator_losses(real_fake[n_real:], class_logits[n_real:], False, fake_labels, self.generated_class_weight)
-        unit_ids = torch.cat([self.unit_ids[index], torch.full((len(fake_labels),), -1, dtype=torch.long)])
-        stats = gradient.backward(torch.cat([real_losses, fake_losses / self.n_fake]), unit_ids)
+        if self.clip_generated:  # each generated row its own unit beyond the private ones: clipped and scaled like one, no noise of its own
+            fake_ids = len(self.unit_ids) + torch.arange(len(fake_labels))
+            losses = torch.cat([real_losses, fake_losses])
+        else:
+            fake_ids = torch.full((len(fake_labels),), -1, dtype=torch.long)
+            losses = torch.cat([real_losses, fake_losses / self.n_fake])
+        stats = gradient.backward(losses, torch.cat([self.unit_ids[index], fake_ids]))
         self.discriminator_optimizer.step()
         metrics: dict[str, float] = {}
         if (step + 1) % self.discriminator_steps == 0:
@@ -280,7 +292,8 @@ class ACGAN(DPGenerativeMethod):
     ``class_frequencies`` (public, one per class) replaces the default sampling frequencies.
     ``discriminator_steps`` (k discriminator steps per generator step) and ``generator_ema`` (sample
     from a moving average of the generator's weights with this decay) are Bie et al.'s recipe for DP
-    GANs; their defaults (1, None) are seed 001's. With
+    GANs; their defaults (1, None) are seed 001's. ``clip_generated`` clips each generated row's gradient
+    like a real unit's (module docstring; default off, as seed 001). With
     ``run_dir`` the run writes config.json, metrics.csv, checkpoints, sample grids and privacy.json.
     The DP noise and batches are secret unless ``reproducible`` (then they follow from ``seed``, and
     the report says so); under ``torchrun`` ``fit``
@@ -304,6 +317,7 @@ class ACGAN(DPGenerativeMethod):
         class_loss_on_generated: bool = False,
         discriminator_steps: int = 1,
         generator_ema: float | None = None,
+        clip_generated: bool = False,
         max_grad_norm: float = 1.0,
         latent_dim: int = LATENT_DIM,
         generator_channels: int = 64,
@@ -332,6 +346,7 @@ class ACGAN(DPGenerativeMethod):
         self.class_loss_on_generated = class_loss_on_generated
         self.discriminator_steps = discriminator_steps
         self.generator_ema = generator_ema
+        self.clip_generated = clip_generated
         self.max_grad_norm = max_grad_norm
         self.latent_dim = latent_dim
         self.generator_channels = generator_channels
@@ -355,8 +370,8 @@ class ACGAN(DPGenerativeMethod):
     method_label = "AC-GAN"
     _HYPERPARAMETERS = (
         "epsilon", "delta", "unit", "epochs", "max_steps", "batch_size", "learning_rate", "class_weight", "class_loss_on_generated",
-        "discriminator_steps", "generator_ema", "max_grad_norm", "latent_dim", "generator_channels", "discriminator_channels", "discriminator_norm", "class_frequencies",
-        "records_per_unit", "accountant", "seed", "checkpoint_every", "reproducible",
+        "discriminator_steps", "generator_ema", "clip_generated", "max_grad_norm", "latent_dim", "generator_channels", "discriminator_channels",
+        "discriminator_norm", "class_frequencies", "records_per_unit", "accountant", "seed", "checkpoint_every", "reproducible",
     )
 
     def get_params(self) -> dict[str, Any]:
@@ -421,7 +436,7 @@ class ACGAN(DPGenerativeMethod):
             generator, discriminator, torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64)), unit_ids,
             n_fake=self.batch_size, learning_rate=self.learning_rate, class_weight=self.class_weight,
             class_loss_on_generated=self.class_loss_on_generated, seed=self.seed,
-            discriminator_steps=self.discriminator_steps, generator_ema=self.generator_ema,
+            discriminator_steps=self.discriminator_steps, generator_ema=self.generator_ema, clip_generated=self.clip_generated,
         )
         notes = self._notes(plan, data, delta_is_default=self.delta is None)
 
@@ -461,6 +476,11 @@ class ACGAN(DPGenerativeMethod):
             notes.append(
                 f"samples come from an exponential moving average of the generator's weights (decay {self.generator_ema:g}; a departure "
                 "from seed 001, which sampled the last generator; Bie et al. 2023): post-processing of the generator, no privacy cost"
+            )
+        if self.clip_generated:
+            notes.append(
+                "each generated row's discriminator gradient is clipped to the real units' bound and scaled by the same expected batch "
+                "(a departure from seed 001, which averaged the generated rows unclipped): no noise, generated rows hold no private data"
             )
         if not plan.private:
             return notes + [
