@@ -99,6 +99,10 @@ class Row:
     def base(self) -> str:
         return self.name.split("@")[0].removeprefix("val-")
 
+    def release_dir(self, runs: Path) -> Path:
+        """Where the row's release lives: one per row name, shared by its U-Nets on every device."""
+        return runs / self.name.split("@")[0]
+
     def describe(self) -> str:
         if self.base in ROWS:
             what = ROWS[self.base]
@@ -154,7 +158,7 @@ def make_release(row: Row, runs: Path, drive: Path) -> None:
     from privmed.methods.dpwgan import DPWGAN
     from privmed.methods.vessel_sim import VesselSimFit
 
-    row_dir = runs / row.name.split("@")[0]
+    row_dir = row.release_dir(runs)
     release = row_dir / "release"
     if (row_dir / "release_time.json").exists() or row.kind == "real":
         return
@@ -185,7 +189,7 @@ def released_pairs(row: Row, runs: Path) -> Any:
     from privmed.data.dataset import ImageDataset
     from privmed.methods.vessel_sim import VesselSimFit
 
-    row_dir = runs / row.name.split("@")[0]
+    row_dir = row.release_dir(runs)
     if row.kind == "sim":
         return VesselSimFit.load(row_dir / "release").sample(SYNTHETIC_IMAGES, seed=1)
     stored = np.load(row_dir / "pairs.npz")
@@ -207,7 +211,7 @@ def run_unet(row: Row, runs: Path, drive: Path, steps: int) -> dict[str, Any]:
     if row.kind == "real":
         pairs, privacy = train, None
     else:
-        release_dir = runs / row.name.split("@")[0]
+        release_dir = row.release_dir(runs)
         pairs = released_pairs(row, runs)
         privacy = PrivacyReport.from_json(release_dir / "release" / "privacy.json")
         record.update(release_seconds=round(json.loads((release_dir / "release_time.json").read_text())["seconds"], 1),
